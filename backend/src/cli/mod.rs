@@ -1,0 +1,43 @@
+//! Argument parsing and dispatch. Each subcommand lives in its own module
+//! and returns the process exit code.
+
+mod schema;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// kiln builds minimal, immutable Linux OS images from LinuxKit YAML specs,
+/// reproducibly, and signs what it builds.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Validate(validate::Args),
+    Schema(schema::Args),
+}
+
+/// Exit codes shared by every subcommand.
+pub(crate) mod exit {
+    /// Everything was valid or succeeded.
+    pub const OK: u8 = 0;
+    /// The input had errors.
+    pub const INVALID: u8 = 1;
+    /// Bad usage, or a file could not be read.
+    pub const USAGE: u8 = 2;
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Schema(args) => schema::run(args),
+    };
+    ExitCode::from(code)
+}

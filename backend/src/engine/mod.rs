@@ -1,0 +1,2 @@
+//! The build engine: everything between a validated spec and its outputs.
+//! No HTTP lives here; the CLI and the service both call into it.
