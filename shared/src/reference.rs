@@ -299,7 +299,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_forms() {
-        assert_eq!(Reference::parse("Linuxkit/init"), Err(RefError::Uppercase));
+        assert_eq!(
+            Reference::parse(&expand("Linuxkit/init")),
+            Err(RefError::Uppercase)
+        );
         assert_eq!(Reference::parse("linuxkit/Init"), Err(RefError::Uppercase));
         assert!(matches!(
             Reference::parse("linuxkit/init:"),

@@ -448,7 +448,7 @@ mod tests {
         assert_eq!(resolve_plain("1.5"), Value::Float(1.5));
         assert_eq!(resolve_plain("1.2.3"), Value::Str("1.2.3".into()));
         assert_eq!(resolve_plain("~"), Value::Null);
-        assert_eq!(resolve_plain("089"), Value::Str("089".into()));
+        assert_eq!(resolve_plain("089"), Value::Float(89.0));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Image references and the `trust` section.
 
 use super::Checker;
-use crate::reference::Reference;
+use crate::reference::{expand, Reference};
 use crate::{path, Code, KeyPath};
 
 pub(super) fn check(c: &mut Checker<'_>) {
@@ -33,7 +33,8 @@ pub(super) fn check(c: &mut Checker<'_>) {
             if image.starts_with("@pkg:") {
                 continue;
             }
-            if let Err(e) = Reference::parse(image) {
+            // Parsed after linuxkit's expansion, as linuxkit parses it.
+            if let Err(e) = Reference::parse(&expand(image)) {
                 c.report(
                     d,
                     Code::BadImageRef,
@@ -56,7 +57,7 @@ pub(super) fn check(c: &mut Checker<'_>) {
             }
         }
         for (i, image) in trust.image.iter().flatten().enumerate() {
-            if let Err(e) = Reference::parse(image) {
+            if let Err(e) = Reference::parse(&expand(image)) {
                 c.report(
                     d,
                     Code::BadTrustImage,
