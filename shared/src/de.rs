@@ -92,10 +92,7 @@ impl NodeDe<'_> {
         );
     }
 
-    fn int<T: TryFrom<i128>>(&self, type_name: &str) -> T
-    where
-        T: Default,
-    {
+    fn int<T: TryFrom<i128> + Default>(&self, type_name: &str) -> T {
         match &self.node.value {
             Value::Int(i) => T::try_from(*i).unwrap_or_else(|_| {
                 self.sink.report(

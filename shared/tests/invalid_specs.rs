@@ -562,3 +562,15 @@ files:
         ]
     );
 }
+
+#[test]
+fn every_code_is_documented() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/diagnostics.md"),
+    )
+    .unwrap();
+    for code in Code::ALL {
+        let row = format!("| `{}` | {} |", code.as_str(), code.severity());
+        assert!(doc.contains(&row), "docs/diagnostics.md lacks {row}");
+    }
+}
