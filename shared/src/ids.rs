@@ -69,3 +69,53 @@ impl IdTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ImageEntry;
+
+    fn entry(name: &str) -> ImageEntry {
+        ImageEntry {
+            name: name.into(),
+            image: "a/b:1".into(),
+            ..ImageEntry::default()
+        }
+    }
+
+    #[test]
+    fn numbers_run_from_100_across_sections_and_later_wins() {
+        let spec = Spec {
+            onboot: vec![entry("a"), entry("b")],
+            onshutdown: vec![entry("c")],
+            services: vec![entry("d"), entry("a")],
+            ..Spec::default()
+        };
+        let table = IdTable::for_specs([&spec]);
+        let id = |n: &str| table.resolve(&IdRef::Name(n.into()));
+        assert_eq!(id("b"), Ok(101));
+        assert_eq!(id("c"), Ok(102));
+        assert_eq!(id("d"), Ok(103));
+        assert_eq!(id("a"), Ok(104));
+        assert_eq!(id("root"), Ok(0));
+        assert_eq!(id(""), Ok(0));
+        assert_eq!(table.resolve(&IdRef::Num(7)), Ok(7));
+        assert_eq!(id("x"), Err(IdError::UnknownName("x".into())));
+    }
+
+    #[test]
+    fn merged_specs_number_by_section_first() {
+        let a = Spec {
+            onboot: vec![entry("a")],
+            services: vec![entry("s1")],
+            ..Spec::default()
+        };
+        let b = Spec {
+            onboot: vec![entry("b")],
+            ..Spec::default()
+        };
+        let table = IdTable::for_specs([&a, &b]);
+        assert_eq!(table.resolve(&IdRef::Name("b".into())), Ok(101));
+        assert_eq!(table.resolve(&IdRef::Name("s1".into())), Ok(102));
+    }
+}

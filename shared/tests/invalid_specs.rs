@@ -574,3 +574,84 @@ fn every_code_is_documented() {
         assert!(doc.contains(&row), "docs/diagnostics.md lacks {row}");
     }
 }
+
+#[test]
+fn keys_linuxkit_drops_are_warnings_that_say_what_kiln_does() {
+    let yaml = "\
+services:
+  - name: a
+    image: a/b:1
+    resources:
+      memory:
+        kernelTCP: 1
+      hugepageLimits:
+        - pageSize: 2
+          limit: 1
+    uidMappings:
+      - hostID: 1000
+        containerID: 0
+        size: 1
+";
+    let v = validate(yaml);
+    assert!(!v.has_errors(), "{:?}", v.diagnostics);
+    let found: Vec<(Code, u32, u32, &str)> = v
+        .diagnostics
+        .iter()
+        .map(|d| (d.code, d.line, d.col, d.path.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                Code::DroppedByLinuxkit,
+                6,
+                20,
+                "services[0].resources.memory.kernelTCP"
+            ),
+            (
+                Code::DroppedByLinuxkit,
+                8,
+                11,
+                "services[0].resources.hugepageLimits"
+            ),
+            (
+                Code::DroppedByLinuxkit,
+                11,
+                17,
+                "services[0].uidMappings[0].hostID"
+            ),
+            (
+                Code::DroppedByLinuxkit,
+                12,
+                22,
+                "services[0].uidMappings[0].containerID"
+            ),
+        ]
+    );
+    assert!(v
+        .diagnostics
+        .iter()
+        .all(|d| d.severity == Severity::Warning && d.message.contains("kiln applies it")));
+    assert!(v.spec.is_some(), "warnings alone keep the spec");
+}
+
+#[test]
+fn symbolic_ids_resolve_across_merged_files() {
+    use kiln_shared::{validate_merged, Source};
+    let a = "onboot:\n  - name: a\n    image: a/b:1\n    uid: web\n";
+    let b = "services:\n  - name: web\n    image: a/b:1\n";
+    assert!(validate(a).has_errors());
+    let v = validate_merged(&[
+        Source {
+            name: "a.yml",
+            text: a,
+        },
+        Source {
+            name: "b.yml",
+            text: b,
+        },
+    ]);
+    assert!(!v.has_errors(), "{:?}", v.diagnostics);
+    let spec = v.spec.unwrap();
+    assert_eq!(spec.onboot.len() + spec.services.len(), 2);
+}
