@@ -1,0 +1,123 @@
+//! A registry holding every fixture with a known signature state, for trust
+//! tests:
+//!
+//! | repository | signature |
+//! |---|---|
+//! | every fixture, under `kiln-test/` | trusted key (an index: the index and each platform manifest) |
+//! | [`BADSIG_REPO`] (busybox-plain's content) | rogue key |
+//! | [`UNSIGNED_REPO`] (busybox-plain's content) | none |
+//! | [`UNTRUSTED_REPO`] (busybox-plain's content) | none, in another org |
+
+use crate::fixtures::{Fixture, FixtureSet};
+use crate::registry::Registry;
+use crate::sign::{self, KeyPair, Signature};
+
+/// The org whose images the trusted key signs.
+pub const TRUSTED_ORG: &str = "kiln-test";
+/// In the trusted org, signed by the rogue key.
+pub const BADSIG_REPO: &str = "kiln-test/busybox-badsig";
+/// In the trusted org, not signed.
+pub const UNSIGNED_REPO: &str = "kiln-test/busybox-unsigned";
+/// Outside the trusted org, not signed.
+pub const UNTRUSTED_REPO: &str = "untrusted/busybox-plain";
+
+/// Who signed a pushed image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signer {
+    Trusted,
+    Rogue,
+    Nobody,
+}
+
+/// One pushed image or index.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub repo: String,
+    pub tag: String,
+    /// The root manifest (or index) digest.
+    pub digest: String,
+    pub signer: Signer,
+    /// The signatures pushed for it (root first, then platform manifests).
+    pub signatures: Vec<Signature>,
+}
+
+/// A running registry with every fixture pushed and signed.
+#[derive(Debug)]
+pub struct Seeded {
+    pub registry: Registry,
+    /// Signs everything in [`TRUSTED_ORG`] except [`BADSIG_REPO`].
+    pub trusted_key: KeyPair,
+    /// Signs [`BADSIG_REPO`].
+    pub rogue_key: KeyPair,
+    pub images: Vec<Pushed>,
+}
+
+impl Seeded {
+    /// Starts a registry and pushes and signs `fixtures` as the module doc says.
+    pub fn start(fixtures: &FixtureSet) -> anyhow::Result<Seeded> {
+        let registry = Registry::start()?;
+        let trusted_key = KeyPair::generate()?;
+        let rogue_key = KeyPair::generate()?;
+        let mut images = Vec::new();
+        for fixture in fixtures.all() {
+            images.push(push(&registry, fixture, &fixture.name, Some(&trusted_key))?);
+        }
+        images.push(push(
+            &registry,
+            &fixtures.plain,
+            BADSIG_REPO,
+            Some(&rogue_key),
+        )?);
+        images.push(push(&registry, &fixtures.plain, UNSIGNED_REPO, None)?);
+        images.push(push(&registry, &fixtures.plain, UNTRUSTED_REPO, None)?);
+        for image in &mut images {
+            image.signer = match image.repo.as_str() {
+                BADSIG_REPO => Signer::Rogue,
+                UNSIGNED_REPO | UNTRUSTED_REPO => Signer::Nobody,
+                _ => Signer::Trusted,
+            };
+        }
+        Ok(Seeded {
+            registry,
+            trusted_key,
+            rogue_key,
+            images,
+        })
+    }
+
+    /// The pushed image in `repo`.
+    pub fn image(&self, repo: &str) -> Option<&Pushed> {
+        self.images.iter().find(|i| i.repo == repo)
+    }
+
+    /// `127.0.0.1:<port>/<repo>:<tag>` of the image in `repo`.
+    pub fn reference(&self, repo: &str) -> Option<String> {
+        self.image(repo)
+            .map(|i| self.registry.reference(&i.repo, &i.tag))
+    }
+}
+
+fn push(
+    registry: &Registry,
+    fixture: &Fixture,
+    repo: &str,
+    key: Option<&KeyPair>,
+) -> anyhow::Result<Pushed> {
+    registry.push_layout(&fixture.layout, &fixture.tag, repo, &fixture.tag)?;
+    let mut signatures = Vec::new();
+    if let Some(key) = key {
+        signatures.push(sign::sign_image(registry, repo, fixture.digest(), key)?);
+        if fixture.is_index() {
+            for manifest in &fixture.manifests {
+                signatures.push(sign::sign_image(registry, repo, &manifest.digest, key)?);
+            }
+        }
+    }
+    Ok(Pushed {
+        repo: repo.to_owned(),
+        tag: fixture.tag.clone(),
+        digest: fixture.digest().to_owned(),
+        signer: Signer::Nobody,
+        signatures,
+    })
+}
