@@ -611,7 +611,7 @@ services:
             (
                 Code::DroppedByLinuxkit,
                 8,
-                11,
+                9,
                 "services[0].resources.hugepageLimits"
             ),
             (
