@@ -695,3 +695,47 @@ fn concurrent_processes_never_lose_index_entries() {
     assert_eq!(report.blobs_checked, 3 * PER_WRITER * 3);
     assert!(files_containing(dir.path(), ".kiln-tmp-").is_empty());
 }
+
+/// linuxkit takes a classic `fcntl` write lock on `<cache>/.lock`; kiln must
+/// wait for it. Python's `fcntl.lockf` takes exactly that kind of lock.
+#[test]
+fn waits_for_a_linuxkit_style_fcntl_lock() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("python3 not available; skipping");
+        return;
+    }
+    let dir = tmp();
+    let store = Store::open(dir.path()).unwrap();
+    let img = TestImage::simple("amd64", "locked");
+    put_blobs(&store, &img.blobs());
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sys,time\n\
+             f=open(sys.argv[1],'a')\n\
+             fcntl.lockf(f, fcntl.LOCK_EX)\n\
+             print('locked', flush=True)\n\
+             time.sleep(0.6)\n",
+        ])
+        .arg(dir.path().join(".lock"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let start = Instant::now();
+    store
+        .set_name("docker.io/library/locked:1", img.manifest.desc.clone())
+        .unwrap();
+    let waited = start.elapsed();
+    assert!(holder.wait().unwrap().success());
+    assert!(
+        waited >= Duration::from_millis(300),
+        "did not wait: {waited:?}"
+    );
+}

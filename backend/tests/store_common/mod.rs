@@ -277,7 +277,12 @@ pub struct FakeRegistry {
 
 impl FakeRegistry {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// Listens on `bind` (for example `0.0.0.0:0`).
+    pub fn start_on(bind: &str) -> Self {
+        let listener = TcpListener::bind(bind).unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));

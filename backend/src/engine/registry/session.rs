@@ -201,8 +201,12 @@ impl Session {
                 token.as_deref().and_then(bearer)
             }
             (_, header) => {
-                oci.store_auth_if_needed(oref.resolve_registry(), &auth)
-                    .await;
+                // Storing Anonymous would make oci-client re-probe /v2/
+                // before every blob.
+                if !matches!(auth, RegistryAuth::Anonymous) {
+                    oci.store_auth_if_needed(oref.resolve_registry(), &auth)
+                        .await;
+                }
                 header
             }
         };
