@@ -384,6 +384,27 @@ mod tests {
         }
     }
 
+    /// The spec validator (kiln-shared) expands names for its own checks;
+    /// both must agree or a validated spec could miss the store.
+    #[test]
+    fn expansion_agrees_with_the_spec_model() {
+        for input in [
+            "redis",
+            "foo/bar:1",
+            "localhost/foo",
+            "localhost:5000/foo",
+            "my.reg/foo",
+            "a/b/c",
+            "docker.io/library/x@sha256:abc",
+        ] {
+            assert_eq!(
+                expand(input),
+                kiln_shared::reference::expand(input),
+                "{input}"
+            );
+        }
+    }
+
     #[test]
     fn parses_parts_and_round_trips() {
         let r = Reference::parse("alpine:3.20").unwrap();

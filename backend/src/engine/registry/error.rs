@@ -163,6 +163,13 @@ pub enum PullError {
         #[source]
         source: Arc<StoreError>,
     },
+    /// The registry settings cannot be used (for example a malformed CA
+    /// certificate); no image was attempted.
+    #[error("registry settings: {message}")]
+    InvalidConfig {
+        /// What is wrong.
+        message: String,
+    },
     /// Several images failed; each error is complete on its own.
     #[error("{} images failed to pull:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
     Multiple(Vec<PullError>),
@@ -203,7 +210,7 @@ impl PullError {
             | PullError::Transport { reference, .. }
             | PullError::Store { reference, .. }
             | PullError::Internal { reference, .. } => Some(reference),
-            PullError::Multiple(_) => None,
+            PullError::Multiple(_) | PullError::InvalidConfig { .. } => None,
         }
     }
 
@@ -227,7 +234,7 @@ impl PullError {
             | PullError::Transport { reference, .. }
             | PullError::Store { reference, .. }
             | PullError::Internal { reference, .. } => *reference = image.to_owned(),
-            PullError::Multiple(_) => {}
+            PullError::Multiple(_) | PullError::InvalidConfig { .. } => {}
         }
         e
     }

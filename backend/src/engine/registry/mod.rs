@@ -80,6 +80,8 @@ pub async fn pull(
         move || store.lease()
     })
     .await?;
+    let http =
+        session::http_client(config).map_err(|message| PullError::InvalidConfig { message })?;
     let mut targets: Vec<Reference> = Vec::new();
     for r in references {
         let r = r.with_default_tag();
@@ -94,14 +96,14 @@ pub async fn pull(
             .entry((r.registry().to_owned(), r.repository().to_owned()))
             .or_insert(r);
     }
-    let sessions: BTreeMap<(String, String), Result<Arc<Session>, PullError>> = join_all(
-        repos
-            .into_iter()
-            .map(|(key, r)| async move { (key, Session::connect(r, config).await) }),
-    )
-    .await
-    .into_iter()
-    .collect();
+    let sessions: BTreeMap<(String, String), Result<Arc<Session>, PullError>> =
+        join_all(repos.into_iter().map(|(key, r)| {
+            let http = http.clone();
+            async move { (key, Session::connect(r, config, http).await) }
+        }))
+        .await
+        .into_iter()
+        .collect();
 
     let permits = Arc::new(Semaphore::new(config.max_concurrent_downloads.max(1)));
     let planned = join_all(targets.iter().map(|r| {

@@ -28,6 +28,25 @@ const USER_AGENT: &str = concat!("kiln/", env!("CARGO_PKG_VERSION"));
 /// How much of an error body is quoted in messages.
 const ERROR_BODY_QUOTE: usize = 300;
 
+/// The HTTP client for registry pings, token exchanges and manifests; one
+/// per pull, shared by all sessions (oci-client keeps its own per session).
+pub(crate) fn http_client(config: &RegistryConfig) -> Result<reqwest::Client, String> {
+    let mut certs = Vec::new();
+    for pem in &config.extra_root_certificates {
+        certs.extend(
+            reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("bad extra CA certificate: {}", chain(&e)))?,
+        );
+    }
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(config.connect_timeout)
+        .read_timeout(config.read_timeout)
+        .tls_certs_merge(certs)
+        .build()
+        .map_err(|e| format!("building HTTP client: {}", chain(&e)))
+}
+
 /// A manifest as fetched: exact bytes, their digest and media type.
 #[derive(Clone, Debug)]
 pub(crate) struct Fetched {
@@ -56,6 +75,7 @@ impl Session {
     pub async fn connect(
         reference: &Reference,
         config: &RegistryConfig,
+        http: reqwest::Client,
     ) -> Result<Arc<Self>, PullError> {
         let image = reference.to_string();
         let (registry, repository, plain_http) =
@@ -84,20 +104,6 @@ impl Session {
             message,
         };
 
-        let mut certs = Vec::new();
-        for pem in &config.extra_root_certificates {
-            certs.extend(
-                reqwest::Certificate::from_pem_bundle(pem)
-                    .map_err(|e| unreachable(format!("bad extra CA certificate: {e}")))?,
-            );
-        }
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout)
-            .tls_certs_merge(certs)
-            .build()
-            .map_err(|e| unreachable(format!("building HTTP client: {}", chain(&e))))?;
         let oci = oci_client::Client::try_from(ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::Http
@@ -527,7 +533,10 @@ impl Session {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => PullError::Auth {
                 reference: image.to_owned(),
                 registry: self.registry.clone(),
-                message: format!("HTTP {} for {what} {target}", status.as_u16()),
+                message: format!(
+                    "access to {what} {target} refused (HTTP {})",
+                    status.as_u16()
+                ),
             },
             _ => PullError::Http {
                 reference: image.to_owned(),
