@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use kiln_backend::engine::reference::Reference;
 use kiln_backend::engine::registry::{
-    pull, pull_missing, Credential, Mirrors, PlatformSelection, PullError, RegistryConfig,
+    pull, pull_missing, resolve_remote, Credential, Mirrors, PlatformSelection, PullError,
+    RegistryConfig,
 };
 use kiln_backend::engine::store::{Digest, Platform, Store};
 use store_common::{
@@ -844,4 +845,48 @@ async fn credential_helper_programs() {
         err.to_string().contains("docker-credential-missing"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn resolves_tags_and_platforms_without_storing() {
+    let f = fixture();
+    let index = TestIndex::new(&["linux/amd64", "linux/arm64/v8"], true);
+    f.registry.put_index("test/remote", "v1", &index);
+    let reference = f.reference("test/remote:v1");
+    for arch in ["amd64", "arm64"] {
+        let remote = resolve_remote(
+            &reference,
+            &Platform::linux(arch),
+            &RegistryConfig::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(remote.root.digest, index.index.desc.digest);
+        assert_eq!(
+            remote.manifest.digest,
+            index.image(arch).manifest.desc.digest
+        );
+        assert_eq!(
+            remote
+                .manifest
+                .platform
+                .as_ref()
+                .map(|p| p.architecture.as_str()),
+            Some(arch)
+        );
+    }
+    let err = resolve_remote(
+        &reference,
+        &Platform::linux("s390x"),
+        &RegistryConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, PullError::PlatformNotFound { .. }), "{err}");
+    assert!(f.store.index().unwrap().manifests.is_empty());
+    assert!(f
+        .registry
+        .requests()
+        .iter()
+        .all(|req| !req.contains("/blobs/")));
 }
