@@ -137,14 +137,17 @@ impl DebCache {
     /// The apt candidate of `name`, asked once per process.
     fn candidate(&self, name: &str) -> anyhow::Result<Candidate> {
         static SEEN: OnceLock<Mutex<HashMap<String, Candidate>>> = OnceLock::new();
-        let seen = SEEN.get_or_init(Mutex::default);
-        if let Some(c) = seen.lock().expect("candidate memo").get(name) {
+        // Held while apt runs: concurrent apt-get processes would race to
+        // write the package cache.
+        let mut seen = SEEN
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(c) = seen.get(name) {
             return Ok(c.clone());
         }
         let c = self.ask_apt(name)?;
-        seen.lock()
-            .expect("candidate memo")
-            .insert(name.to_owned(), c.clone());
+        seen.insert(name.to_owned(), c.clone());
         Ok(c)
     }
 

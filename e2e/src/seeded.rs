@@ -58,24 +58,22 @@ impl Seeded {
         let registry = Registry::start()?;
         let trusted_key = KeyPair::generate()?;
         let rogue_key = KeyPair::generate()?;
+        let mut plan: Vec<(&Fixture, &str, Signer)> = fixtures
+            .all()
+            .into_iter()
+            .map(|f| (f, f.name.as_str(), Signer::Trusted))
+            .collect();
+        plan.push((&fixtures.plain, BADSIG_REPO, Signer::Rogue));
+        plan.push((&fixtures.plain, UNSIGNED_REPO, Signer::Nobody));
+        plan.push((&fixtures.plain, UNTRUSTED_REPO, Signer::Nobody));
         let mut images = Vec::new();
-        for fixture in fixtures.all() {
-            images.push(push(&registry, fixture, &fixture.name, Some(&trusted_key))?);
-        }
-        images.push(push(
-            &registry,
-            &fixtures.plain,
-            BADSIG_REPO,
-            Some(&rogue_key),
-        )?);
-        images.push(push(&registry, &fixtures.plain, UNSIGNED_REPO, None)?);
-        images.push(push(&registry, &fixtures.plain, UNTRUSTED_REPO, None)?);
-        for image in &mut images {
-            image.signer = match image.repo.as_str() {
-                BADSIG_REPO => Signer::Rogue,
-                UNSIGNED_REPO | UNTRUSTED_REPO => Signer::Nobody,
-                _ => Signer::Trusted,
+        for (fixture, repo, signer) in plan {
+            let key = match signer {
+                Signer::Trusted => Some(&trusted_key),
+                Signer::Rogue => Some(&rogue_key),
+                Signer::Nobody => None,
             };
+            images.push(push(&registry, fixture, repo, signer, key)?);
         }
         Ok(Seeded {
             registry,
@@ -95,12 +93,19 @@ impl Seeded {
         self.image(repo)
             .map(|i| self.registry.reference(&i.repo, &i.tag))
     }
+
+    /// The trusted org as kiln names orgs outside Docker Hub:
+    /// `127.0.0.1:<port>/kiln-test`.
+    pub fn trusted_org(&self) -> String {
+        format!("{}/{TRUSTED_ORG}", self.registry.host())
+    }
 }
 
 fn push(
     registry: &Registry,
     fixture: &Fixture,
     repo: &str,
+    signer: Signer,
     key: Option<&KeyPair>,
 ) -> anyhow::Result<Pushed> {
     registry.push_layout(&fixture.layout, &fixture.tag, repo, &fixture.tag)?;
@@ -117,7 +122,7 @@ fn push(
         repo: repo.to_owned(),
         tag: fixture.tag.clone(),
         digest: fixture.digest().to_owned(),
-        signer: Signer::Nobody,
+        signer,
         signatures,
     })
 }

@@ -21,8 +21,6 @@ pub enum Node {
     File { mode: u32, data: Vec<u8> },
     /// A symbolic link to `target` (stored verbatim).
     Symlink { target: String },
-    /// A hard link to another path of the same tree.
-    Hardlink { target: String },
 }
 
 /// How entry names are spelled in the tar.
@@ -108,16 +106,6 @@ impl Tree {
         Ok(())
     }
 
-    /// The node at `path`, if any.
-    pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(&normalise(path))
-    }
-
-    /// Every path in tar order.
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.nodes.keys().map(String::as_str)
-    }
-
     /// The tree as an uncompressed tar stream.
     pub fn to_tar(&self, names: Names, mtime: u64) -> anyhow::Result<Vec<u8>> {
         let mut builder = tar::Builder::new(Vec::new());
@@ -126,18 +114,14 @@ impl Tree {
             Names::DotSlash => format!("./{path}"),
         };
         if names == Names::DotSlash {
-            append(&mut builder, "./", &Node::Dir { mode: 0o755 }, mtime, "")?;
+            append(&mut builder, "./", &Node::Dir { mode: 0o755 }, mtime)?;
         }
         for (path, node) in &self.nodes {
-            let target = match node {
-                Node::Hardlink { target } => spell(target),
-                _ => String::new(),
-            };
             let mut name = spell(path);
             if matches!(node, Node::Dir { .. }) {
                 name.push('/');
             }
-            append(&mut builder, &name, node, mtime, &target)?;
+            append(&mut builder, &name, node, mtime)?;
         }
         builder.into_inner().context("cannot finish tar stream")
     }
@@ -162,7 +146,6 @@ fn append(
     name: &str,
     node: &Node,
     mtime: u64,
-    hardlink_target: &str,
 ) -> anyhow::Result<()> {
     // Names are written byte for byte: the tar crate's path setters would
     // drop the `./` prefix and the trailing `/` of directories.
@@ -181,7 +164,6 @@ fn append(
         Node::Dir { mode } => (tar::EntryType::Directory, *mode, &[], ""),
         Node::File { mode, data } => (tar::EntryType::Regular, *mode, data, ""),
         Node::Symlink { target } => (tar::EntryType::Symlink, 0o777, &[], target),
-        Node::Hardlink { .. } => (tar::EntryType::Link, 0o644, &[], hardlink_target),
     };
     let mut header = fixed_header(kind, mode, mtime);
     set_raw(&mut header.as_old_mut().name, short)?;

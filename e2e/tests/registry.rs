@@ -15,6 +15,10 @@ fn seeded_registry_serves_fixtures_and_signatures() {
     let seeded = Seeded::start(&built.set).unwrap_or_else(|e| panic!("{e:#}"));
     let registry = &seeded.registry;
     assert_eq!(seeded.images.len(), built.set.all().len() + 3);
+    assert_eq!(
+        seeded.trusted_org(),
+        format!("{}/kiln-test", registry.host())
+    );
 
     for fixture in built.set.all() {
         let fetched = registry
