@@ -155,32 +155,6 @@ impl Reference {
         })
     }
 
-    /// Builds a reference from already separated parts, validating them.
-    pub fn from_parts(
-        registry: &str,
-        repository: &str,
-        tag: Option<&str>,
-        digest: Option<&Digest>,
-    ) -> Result<Self, ReferenceError> {
-        let mut s = format!("{registry}/{repository}");
-        if let Some(tag) = tag {
-            s.push(':');
-            s.push_str(tag);
-        }
-        if let Some(digest) = digest {
-            s.push('@');
-            s.push_str(&digest.to_string());
-        }
-        let parsed = Self::parse(&s)?;
-        if parsed.registry != registry {
-            return Err(ReferenceError::Registry {
-                reference: s,
-                registry: registry.to_owned(),
-            });
-        }
-        Ok(parsed)
-    }
-
     /// The same reference with `:latest` added when it has neither tag nor
     /// digest; what `pull` asks the registry for.
     pub fn with_default_tag(&self) -> Self {
