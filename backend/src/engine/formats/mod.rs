@@ -1,0 +1,5 @@
+//! Output formats, written natively from the entry stream.
+
+pub mod cpio;
+pub mod gzip;
+pub mod tar;
