@@ -90,11 +90,7 @@ impl DebCache {
             return Ok(package);
         }
         if !deb_is_valid(&package.deb, candidate.sha256.as_deref())? {
-            tools::run(
-                self.apt_get()?
-                    .args(["-oAPT::Sandbox::User=root", "download", name])
-                    .current_dir(&debs),
-            )?;
+            self.apt(&["-oAPT::Sandbox::User=root", "download", name], &debs)?;
             if !deb_is_valid(&package.deb, candidate.sha256.as_deref())? {
                 bail!(
                     "apt-get download {name} did not produce {} with the expected SHA-256",
@@ -116,9 +112,13 @@ impl DebCache {
         Ok(package)
     }
 
-    /// `apt-get` with a package cache of our own: the host may disable
-    /// apt's (Debian's container images do), which costs ~2 s per call.
-    fn apt_get(&self) -> anyhow::Result<Command> {
+    /// Runs `apt-get ARGS` in `cwd` with a package cache of our own: the
+    /// host may disable apt's (Debian's container images do), which costs
+    /// ~2 s per call. One apt-get at a time per process, so that two never
+    /// race to write that cache.
+    fn apt(&self, args: &[&str], cwd: &Path) -> anyhow::Result<String> {
+        static APT: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = APT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = self.dir.join("apt");
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut cmd = Command::new(tools::find("apt-get", "apt")?);
@@ -130,15 +130,15 @@ impl DebCache {
             .arg(format!(
                 "-oDir::Cache::srcpkgcache={}",
                 dir.join("srcpkgcache.bin").display()
-            ));
-        Ok(cmd)
+            ))
+            .args(args)
+            .current_dir(cwd);
+        tools::run_stdout(&mut cmd)
     }
 
     /// The apt candidate of `name`, asked once per process.
     fn candidate(&self, name: &str) -> anyhow::Result<Candidate> {
         static SEEN: OnceLock<Mutex<HashMap<String, Candidate>>> = OnceLock::new();
-        // Held while apt runs: concurrent apt-get processes would race to
-        // write the package cache.
         let mut seen = SEEN
             .get_or_init(Mutex::default)
             .lock()
@@ -152,7 +152,8 @@ impl DebCache {
     }
 
     fn ask_apt(&self, name: &str) -> anyhow::Result<Candidate> {
-        let out = tools::run_stdout(self.apt_get()?.args(["download", "--print-uris", name]))
+        let out = self
+            .apt(&["download", "--print-uris", name], &self.dir)
             .with_context(|| {
                 format!(
                     "apt knows no candidate for `{name}`; run `apt-get update` \
