@@ -4,17 +4,21 @@
 use std::process::Command;
 
 use kiln_e2e::debs::DebCache;
-use kiln_e2e::fixtures::RUNTIME_AWK;
+use kiln_e2e::fixtures::{INIT_SCRIPT, RUNTIME_AWK};
+
+fn busybox() -> std::path::PathBuf {
+    let package = DebCache::from_env()
+        .fetch("busybox-static")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    package.tree.join("bin/busybox")
+}
 
 /// Runs runtime.awk over `json`; returns (exit ok, stdout with \037 shown as `|`).
 fn records(json: &str) -> (bool, String) {
-    let busybox = DebCache::from_env()
-        .fetch("busybox-static")
-        .unwrap_or_else(|e| panic!("{e:#}"));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("runtime.awk"), RUNTIME_AWK).unwrap();
     std::fs::write(dir.path().join("runtime.json"), json).unwrap();
-    let out = Command::new(busybox.tree.join("bin/busybox"))
+    let out = Command::new(busybox())
         .arg("awk")
         .arg("-f")
         .arg(dir.path().join("runtime.awk"))
@@ -109,4 +113,20 @@ fn empty_and_malformed_input() {
     assert_eq!(records("{}"), (true, String::new()));
     assert!(!records(r#"{"mkdir": ["/a""#).0);
     assert!(!records(r#"{"mkdir" ["/a"]}"#).0);
+}
+
+#[test]
+fn init_script_parses_with_busybox_sh() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("init"), INIT_SCRIPT).unwrap();
+    let out = Command::new(busybox())
+        .args(["sh", "-n"])
+        .arg(dir.path().join("init"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
