@@ -1,0 +1,4 @@
+//! Assembling the root filesystem stream from a validated spec.
+
+pub mod files;
+pub mod metadata;
