@@ -739,3 +739,34 @@ fn waits_for_a_linuxkit_style_fcntl_lock() {
         "did not wait: {waited:?}"
     );
 }
+
+#[test]
+fn clean_waits_for_writers_holding_a_lease() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let dir = tmp();
+    let store = Store::open(dir.path()).unwrap();
+    let img = TestImage::simple("amd64", "leased");
+    let (written, blobs_are_in) = mpsc::channel();
+    let writer = {
+        let store = store.clone();
+        let img = img.clone();
+        std::thread::spawn(move || {
+            let lease = store.lease().unwrap();
+            put_blobs(&store, &img.blobs());
+            written.send(()).unwrap();
+            // Unnamed blobs, mid-operation: a clean now must not touch them.
+            std::thread::sleep(Duration::from_millis(300));
+            store
+                .set_name("docker.io/library/leased:1", img.manifest.desc.clone())
+                .unwrap();
+            drop(lease);
+        })
+    };
+    blobs_are_in.recv().unwrap();
+    let report = store.clean().unwrap();
+    writer.join().unwrap();
+    assert!(report.blobs_deleted.is_empty(), "{report:?}");
+    assert!(store.verify(false).unwrap().is_ok());
+    assert_eq!(store.list().unwrap().len(), 1);
+}

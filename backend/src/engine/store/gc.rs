@@ -36,7 +36,9 @@ pub struct RemoveReport {
 
 impl Store {
     /// Deletes every blob that no `index.json` entry reaches, and leftover
-    /// temporary files.
+    /// temporary files. Waits until no [`Lease`](super::Lease) is held (by
+    /// any process, this one included: calling it while holding a lease
+    /// deadlocks).
     pub fn clean(&self) -> Result<CleanReport, StoreError> {
         let _gc = self.lock_gc()?;
         let _index = self.lock_index(LockMode::Exclusive)?;
@@ -76,7 +78,8 @@ impl Store {
 
     /// Removes the named images (canonical reference strings) from
     /// `index.json`, then deletes the blobs that only they reached. Fails
-    /// without changing anything if a name is not in the store.
+    /// without changing anything if a name is not in the store. Waits for
+    /// leases like [`Store::clean`].
     pub fn remove(&self, names: &[&str]) -> Result<RemoveReport, StoreError> {
         let _gc = self.lock_gc()?;
         let _index = self.lock_index(LockMode::Exclusive)?;
