@@ -70,6 +70,9 @@ pub enum CredentialsError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The contents are not a usable Docker config.
+    #[error("Docker config: {0}")]
+    Malformed(String),
     /// The file is not valid JSON of the expected shape.
     #[error("{path}: {message}")]
     Invalid {
@@ -158,12 +161,13 @@ impl Credentials {
     /// Reads a Docker config file; a missing file gives no credentials.
     pub fn load_docker_config(path: &Path) -> Result<Self, CredentialsError> {
         match std::fs::read(path) {
-            Ok(bytes) => {
-                Self::from_docker_config(&bytes).map_err(|message| CredentialsError::Invalid {
+            Ok(bytes) => Self::from_docker_config(&bytes).map_err(|e| match e {
+                CredentialsError::Malformed(message) => CredentialsError::Invalid {
                     path: path.to_owned(),
                     message,
-                })
-            }
+                },
+                other => other,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(CredentialsError::Read {
                 path: path.to_owned(),
@@ -173,13 +177,14 @@ impl Credentials {
     }
 
     /// Parses the contents of a Docker config file.
-    pub fn from_docker_config(bytes: &[u8]) -> Result<Self, String> {
-        let config: DockerConfig = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn from_docker_config(bytes: &[u8]) -> Result<Self, CredentialsError> {
+        let config: DockerConfig = serde_json::from_slice(bytes)
+            .map_err(|e| CredentialsError::Malformed(e.to_string()))?;
         let mut creds = Self::default();
         for (host, auth) in config.auths {
             if let Some(credential) = auth
                 .into_credential()
-                .map_err(|e| format!("auths.{host}: {e}"))?
+                .map_err(|e| CredentialsError::Malformed(format!("auths.{host}: {e}")))?
             {
                 creds.insert(&host, credential);
             }
@@ -356,7 +361,7 @@ mod tests {
     fn bad_auth_is_an_error_naming_the_host() {
         let err =
             Credentials::from_docker_config(br#"{"auths":{"h.io":{"auth":"!!"}}}"#).unwrap_err();
-        assert!(err.contains("h.io"), "{err}");
+        assert!(err.to_string().contains("auths.h.io"), "{err}");
     }
 
     #[test]
