@@ -1,5 +1,6 @@
 //! Output formats, written natively from the entry stream.
 
 pub mod cpio;
+pub mod format;
 pub mod gzip;
 pub mod tar;

@@ -1,0 +1,192 @@
+//! Output format names, as `linuxkit build --format` spells them, and the
+//! files each one writes.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A format kiln writes natively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Format {
+    KernelInitrd,
+    Tar,
+    TarKernelInitrd,
+    Docker,
+    Oci,
+}
+
+/// linuxkit's format names that kiln does not write (yet), so the error can
+/// say so rather than call the name unknown.
+const LINUXKIT_ONLY: &[&str] = &[
+    "aws",
+    "dynamic-vhd",
+    "gcp",
+    "iso-bios",
+    "iso-efi",
+    "iso-efi-initrd",
+    "kernel+erofs",
+    "kernel+iso",
+    "kernel+squashfs",
+    "qcow2-bios",
+    "qcow2-efi",
+    "raw-bios",
+    "raw-efi",
+    "rpi3",
+    "vhd",
+    "vmdk",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("unknown format `{0}`; kiln writes {known}", known = Format::names().join(", "))]
+    Unknown(String),
+    #[error("format `{0}` is a linuxkit format kiln cannot write yet; kiln writes {known}", known = Format::names().join(", "))]
+    NotYet(String),
+    #[error("`{0}` streams its output and must be the only format when `-o` is given")]
+    NotAlone(Format),
+    #[error("`-o` only works with the streamable formats `tar` and `docker`, not `{0}`")]
+    NotStreamable(Format),
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::Docker,
+        Format::KernelInitrd,
+        Format::Oci,
+        Format::Tar,
+        Format::TarKernelInitrd,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::KernelInitrd => "kernel+initrd",
+            Format::Tar => "tar",
+            Format::TarKernelInitrd => "tar-kernel-initrd",
+            Format::Docker => "docker",
+            Format::Oci => "oci",
+        }
+    }
+
+    fn names() -> Vec<&'static str> {
+        Format::ALL.iter().map(|f| f.name()).collect()
+    }
+
+    pub fn parse(name: &str) -> Result<Format, FormatError> {
+        if let Some(f) = Format::ALL.into_iter().find(|f| f.name() == name) {
+            return Ok(f);
+        }
+        if LINUXKIT_ONLY.contains(&name) {
+            Err(FormatError::NotYet(name.to_owned()))
+        } else {
+            Err(FormatError::Unknown(name.to_owned()))
+        }
+    }
+
+    /// Parses repeated and comma-separated `--format` values, dropping
+    /// repeats. With none given the default is `kernel+initrd`, or `tar`
+    /// when output goes to `-o`.
+    pub fn parse_list(values: &[String], to_stream: bool) -> Result<Vec<Format>, FormatError> {
+        let mut formats = Vec::new();
+        for name in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+            if name.is_empty() {
+                continue;
+            }
+            let f = Format::parse(name)?;
+            if !formats.contains(&f) {
+                formats.push(f);
+            }
+        }
+        if formats.is_empty() {
+            formats.push(if to_stream {
+                Format::Tar
+            } else {
+                Format::KernelInitrd
+            });
+        }
+        if to_stream {
+            if let Some(f) = formats.iter().find(|f| !f.streamable()) {
+                return Err(FormatError::NotStreamable(*f));
+            }
+            if formats.len() > 1 {
+                return Err(FormatError::NotAlone(formats[0]));
+            }
+        }
+        Ok(formats)
+    }
+
+    /// `tar` and `docker` can be written to standard output.
+    pub fn streamable(self) -> bool {
+        matches!(self, Format::Tar | Format::Docker)
+    }
+
+    /// The files this format writes for `name` in `dir`, in linuxkit's naming.
+    /// `kernel+initrd` writes each of its three files only when non-empty.
+    pub fn outputs(self, dir: &Path, name: &str) -> Vec<PathBuf> {
+        let file = |suffix: &str| dir.join(format!("{name}{suffix}"));
+        match self {
+            Format::KernelInitrd => vec![file("-kernel"), file("-initrd.img"), file("-cmdline")],
+            Format::Tar => vec![file(".tar")],
+            Format::TarKernelInitrd => vec![file("-initrd.tar")],
+            Format::Docker => vec![file(".docker")],
+            Format::Oci => vec![file("-oci.tar")],
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(values: &[&str], stream: bool) -> Result<Vec<Format>, FormatError> {
+        let values: Vec<String> = values.iter().map(|s| s.to_string()).collect();
+        Format::parse_list(&values, stream)
+    }
+
+    #[test]
+    fn parses_like_linuxkit() {
+        assert_eq!(list(&[], false), Ok(vec![Format::KernelInitrd]));
+        assert_eq!(list(&[], true), Ok(vec![Format::Tar]));
+        assert_eq!(
+            list(&["tar,kernel+initrd", "tar"], false),
+            Ok(vec![Format::Tar, Format::KernelInitrd])
+        );
+        assert_eq!(
+            list(&["iso-efi"], false),
+            Err(FormatError::NotYet("iso-efi".into()))
+        );
+        assert_eq!(
+            list(&["raw"], false),
+            Err(FormatError::Unknown("raw".into()))
+        );
+        assert_eq!(
+            list(&["kernel+initrd"], true),
+            Err(FormatError::NotStreamable(Format::KernelInitrd))
+        );
+        assert_eq!(
+            list(&["tar", "docker"], true),
+            Err(FormatError::NotAlone(Format::Tar))
+        );
+    }
+
+    #[test]
+    fn names_outputs_as_linuxkit() {
+        let out = Format::KernelInitrd.outputs(Path::new("/o"), "linuxkit");
+        assert_eq!(
+            out,
+            [
+                PathBuf::from("/o/linuxkit-kernel"),
+                PathBuf::from("/o/linuxkit-initrd.img"),
+                PathBuf::from("/o/linuxkit-cmdline")
+            ]
+        );
+        assert_eq!(
+            Format::TarKernelInitrd.outputs(Path::new("."), "x"),
+            [PathBuf::from("./x-initrd.tar")]
+        );
+    }
+}
