@@ -3,4 +3,5 @@
 pub mod cpio;
 pub mod format;
 pub mod gzip;
+pub mod pargz;
 pub mod tar;
