@@ -1,5 +1,11 @@
-//! Image references: linuxkit's expansion (`alpine` → `docker.io/library/alpine`)
-//! and the distribution grammar (`registry/repo[:tag][@sha256:…]`).
+//! Image references, typed for the engine: a registry host to contact, a
+//! repository, a tag and a [`Digest`].
+//!
+//! The grammar and linuxkit's expansion of short names
+//! (`alpine` → `docker.io/library/alpine`) are `kiln_shared::reference`'s,
+//! which the spec validator uses too; this module only maps its result onto
+//! the engine's types, so a reference the validator accepts is the same
+//! reference the store and the registry client see.
 //!
 //! The canonical string ([`Reference`]'s `Display`) is the store key written to
 //! `index.json` as `org.opencontainers.image.ref.name`, so it must match what
@@ -8,14 +14,18 @@
 use std::fmt;
 use std::str::FromStr;
 
+use kiln_shared::reference::{self as shared, RefError};
+
 use crate::engine::store::{Digest, DigestError};
 
-/// Longest accepted `registry/repository` name, as in the distribution grammar.
-const MAX_NAME_LEN: usize = 255;
-/// Longest accepted tag.
-const MAX_TAG_LEN: usize = 128;
+pub use kiln_shared::reference::expand;
+
 /// The tag added when pulling a reference that has neither tag nor digest.
 pub const DEFAULT_TAG: &str = "latest";
+/// The registry of names whose first component is not a host (Docker Hub).
+pub const DEFAULT_REGISTRY: &str = "docker.io";
+/// Longest accepted `registry/repository` name, as in the distribution grammar.
+const MAX_NAME_LEN: usize = 255;
 
 /// A parsed, expanded image reference.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,6 +34,10 @@ pub struct Reference {
     repository: String,
     tag: Option<String>,
     digest: Option<Digest>,
+    /// The expanded name has no host part (`a/b/c`, which expansion leaves
+    /// alone): the registry is Docker Hub but the name is written as given,
+    /// as linuxkit keys it.
+    implicit_registry: bool,
 }
 
 /// Why a string is not a valid image reference.
@@ -75,23 +89,57 @@ pub enum ReferenceError {
     TooLong(String),
 }
 
-/// linuxkit's `util.ReferenceExpand`: a name with no `/` becomes
-/// `docker.io/library/<name>`; a name with one `/` whose first part has no `.`
-/// or `:` and is not `localhost` becomes `docker.io/<name>`; anything else is
-/// unchanged. No tag is added.
-pub fn expand(name: &str) -> String {
-    let parts: Vec<&str> = name.split('/').collect();
-    match parts.as_slice() {
-        [_] => format!("docker.io/library/{name}"),
-        [first, _] if !first.contains(['.', ':']) && *first != "localhost" => {
-            format!("docker.io/{name}")
+impl ReferenceError {
+    /// Maps kiln-shared's grammar error for `input` (expanded to `expanded`).
+    fn from_shared(input: &str, expanded: &str, e: RefError) -> Self {
+        let reference = input.to_owned();
+        match e {
+            RefError::Empty => ReferenceError::Empty,
+            RefError::NameTooLong(_) => ReferenceError::TooLong(reference),
+            RefError::BadDomain(registry) => ReferenceError::Registry {
+                reference,
+                registry,
+            },
+            RefError::BadPathComponent(component) => ReferenceError::Repository {
+                reference,
+                component,
+            },
+            RefError::Uppercase => ReferenceError::Repository {
+                component: uppercase_component(expanded),
+                reference,
+            },
+            RefError::BadTag(tag) => ReferenceError::Tag { reference, tag },
+            RefError::BadDigest(d) | RefError::UnsupportedDigest(d) => ReferenceError::Digest {
+                source: digest_error(expanded, &d),
+                reference,
+            },
         }
-        _ => name.to_owned(),
+    }
+}
+
+/// The path component with an upper-case letter, for the message.
+fn uppercase_component(expanded: &str) -> String {
+    let name = expanded.split('@').next().unwrap_or(expanded);
+    name.split('/')
+        .skip(1)
+        .find(|c| c.chars().any(|ch| ch.is_ascii_uppercase()))
+        .map(|c| c.split(':').next().unwrap_or(c).to_owned())
+        .unwrap_or_else(|| name.to_owned())
+}
+
+/// The store's reason for rejecting a digest kiln-shared rejected (or, for
+/// `sha256:`-less algorithm names, the algorithm itself).
+fn digest_error(expanded: &str, bad: &str) -> DigestError {
+    let digest = expanded.split_once('@').map_or(bad, |(_, d)| d).to_owned();
+    match Digest::parse(&digest) {
+        Err(e) => e,
+        Ok(_) => DigestError::InvalidHex(digest),
     }
 }
 
 impl Reference {
-    /// Expands (see [`expand`]) and parses `input`.
+    /// Expands (see [`expand`]) and parses `input` with kiln-shared's
+    /// grammar; only `sha256` digests are accepted.
     pub fn parse(input: &str) -> Result<Self, ReferenceError> {
         if input.is_empty() {
             return Err(ReferenceError::Empty);
@@ -100,58 +148,27 @@ impl Reference {
             return Err(ReferenceError::Scheme(input.to_owned()));
         }
         let expanded = expand(input);
-        let (rest, digest) = match expanded.rsplit_once('@') {
-            Some((rest, digest)) => {
-                let digest = Digest::parse(digest).map_err(|source| ReferenceError::Digest {
-                    reference: input.to_owned(),
-                    source,
-                })?;
-                (rest, Some(digest))
-            }
-            None => (expanded.as_str(), None),
-        };
-        let last_part_start = rest.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match rest[last_part_start..].rfind(':') {
-            Some(i) => {
-                let split = last_part_start + i;
-                (&rest[..split], Some(&rest[split + 1..]))
-            }
-            None => (rest, None),
-        };
-        let (registry, repository) =
-            name.split_once('/')
-                .ok_or_else(|| ReferenceError::Registry {
-                    reference: input.to_owned(),
-                    registry: name.to_owned(),
-                })?;
-        if !valid_registry(registry) {
-            return Err(ReferenceError::Registry {
+        let parsed = shared::Reference::parse(&expanded)
+            .map_err(|e| ReferenceError::from_shared(input, &expanded, e))?;
+        let digest = parsed
+            .digest
+            .as_deref()
+            .map(Digest::parse)
+            .transpose()
+            .map_err(|source| ReferenceError::Digest {
                 reference: input.to_owned(),
-                registry: registry.to_owned(),
-            });
-        }
-        if let Some(bad) = repository.split('/').find(|c| !valid_path_component(c)) {
-            return Err(ReferenceError::Repository {
-                reference: input.to_owned(),
-                component: bad.to_owned(),
-            });
-        }
-        if name.len() > MAX_NAME_LEN {
-            return Err(ReferenceError::TooLong(input.to_owned()));
-        }
-        if let Some(tag) = tag {
-            if !valid_tag(tag) {
-                return Err(ReferenceError::Tag {
-                    reference: input.to_owned(),
-                    tag: tag.to_owned(),
-                });
-            }
-        }
+                source,
+            })?;
+        let (registry, implicit_registry) = match parsed.domain {
+            Some(domain) => (domain, false),
+            None => (DEFAULT_REGISTRY.to_owned(), true),
+        };
         Ok(Self {
-            registry: registry.to_owned(),
-            repository: repository.to_owned(),
-            tag: tag.map(str::to_owned),
+            registry,
+            repository: parsed.path,
+            tag: parsed.tag,
             digest,
+            implicit_registry,
         })
     }
 
@@ -192,9 +209,15 @@ impl Reference {
         self.digest.as_ref()
     }
 
-    /// `registry/repository`, without tag or digest.
+    /// The name without tag or digest, as written in the store:
+    /// `registry/repository`, or just the repository for a name that
+    /// expansion left without a host (`a/b/c`, pulled from Docker Hub).
     pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
+        if self.implicit_registry {
+            self.repository.clone()
+        } else {
+            format!("{}/{}", self.registry, self.repository)
+        }
     }
 
     /// What to ask the registry's manifest endpoint for: the digest if pinned,
@@ -210,7 +233,7 @@ impl Reference {
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.registry, self.repository)?;
+        f.write_str(&self.name())?;
         if let Some(tag) = &self.tag {
             write!(f, ":{tag}")?;
         }
@@ -231,101 +254,6 @@ impl FromStr for Reference {
     type Err = ReferenceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
-    }
-}
-
-/// `host[:port]`, where host is a DNS name, IPv4 address or `[IPv6]`.
-fn valid_registry(registry: &str) -> bool {
-    let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((v6, after)) => {
-                let port = match after {
-                    "" => None,
-                    p => match p.strip_prefix(':') {
-                        Some(p) => Some(p),
-                        None => return false,
-                    },
-                };
-                if v6.parse::<std::net::Ipv6Addr>().is_err() {
-                    return false;
-                }
-                (None, port)
-            }
-            None => return false,
-        }
-    } else {
-        match registry.rsplit_once(':') {
-            Some((h, p)) => (Some(h), Some(p)),
-            None => (Some(registry), None),
-        }
-    };
-    if let Some(port) = port {
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
-    }
-    match host {
-        None => true,
-        Some(host) => !host.is_empty() && host.split('.').all(valid_domain_component),
-    }
-}
-
-fn valid_domain_component(c: &str) -> bool {
-    let bytes = c.as_bytes();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-        }
-        _ => false,
-    }
-}
-
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn valid_path_component(c: &str) -> bool {
-    let is_alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let bytes = c.as_bytes();
-    let mut i = 0;
-    let mut expect_alnum = true;
-    while i < bytes.len() {
-        let run_start = i;
-        if is_alnum(bytes[i]) {
-            while i < bytes.len() && is_alnum(bytes[i]) {
-                i += 1;
-            }
-            expect_alnum = false;
-            continue;
-        }
-        if expect_alnum {
-            return false;
-        }
-        while i < bytes.len() && !is_alnum(bytes[i]) {
-            i += 1;
-        }
-        let sep = &c[run_start..i];
-        let ok = matches!(sep, "." | "_" | "__") || sep.bytes().all(|b| b == b'-');
-        if !ok {
-            return false;
-        }
-        expect_alnum = true;
-    }
-    !bytes.is_empty() && !expect_alnum
-}
-
-/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`
-fn valid_tag(tag: &str) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let bytes = tag.as_bytes();
-    match bytes.first() {
-        Some(&first) => {
-            word(first)
-                && bytes.len() <= MAX_TAG_LEN
-                && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
-        }
-        None => false,
     }
 }
 
@@ -464,6 +392,67 @@ mod tests {
             Reference::parse(&long),
             Err(ReferenceError::TooLong(_))
         ));
+    }
+
+    /// Names expansion leaves without a host keep their spelling as the
+    /// store key (linuxkit's) and are pulled from Docker Hub.
+    #[test]
+    fn hostless_long_names_use_docker_hub() {
+        let r = Reference::parse("foo/bar/baz:1").unwrap();
+        assert_eq!(r.registry(), "docker.io");
+        assert_eq!(r.repository(), "foo/bar/baz");
+        assert_eq!(r.name(), "foo/bar/baz");
+        assert_eq!(r.to_string(), "foo/bar/baz:1");
+        assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
+    }
+
+    #[test]
+    fn errors_name_the_offending_part() {
+        match Reference::parse("library/Alpine:1") {
+            Err(ReferenceError::Repository { component, .. }) => assert_eq!(component, "Alpine"),
+            other => panic!("{other:?}"),
+        }
+        let sha512 = format!("alpine@sha512:{}", "a".repeat(128));
+        match Reference::parse(&sha512) {
+            Err(ReferenceError::Digest { source, .. }) => {
+                assert!(matches!(source, DigestError::UnsupportedAlgorithm(_)))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Reference::parse("alpine@md5:abc"),
+            Err(ReferenceError::Digest { .. })
+        ));
+    }
+
+    /// Every reference kiln-shared's grammar accepts (after expansion) is
+    /// accepted here with the same parts, and the other way round.
+    #[test]
+    fn agrees_with_the_shared_grammar() {
+        for input in [
+            "redis",
+            "foo/bar:1",
+            "localhost/foo",
+            "localhost:5000/foo:x",
+            "my.reg/foo/bar",
+            "a/b/c",
+            "Foo/bar",
+            "a/b..c",
+            "a:1/b",
+            "x:-y",
+            &format!("docker.io/library/x@sha256:{HEX}"),
+        ] {
+            let ours = Reference::parse(input);
+            let theirs = kiln_shared::reference::Reference::parse(&expand(input));
+            assert_eq!(
+                ours.is_ok(),
+                theirs.is_ok(),
+                "{input}: {ours:?} / {theirs:?}"
+            );
+            if let (Ok(ours), Ok(theirs)) = (ours, theirs) {
+                assert_eq!(ours.to_string(), theirs.to_string(), "{input}");
+            }
+        }
     }
 
     #[test]
