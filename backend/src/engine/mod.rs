@@ -2,6 +2,7 @@
 //! No HTTP lives here; the CLI and the service both call into it.
 
 pub mod build;
+pub mod bundle;
 pub mod formats;
 pub mod fs;
 pub mod reference;
