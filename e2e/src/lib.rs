@@ -14,6 +14,7 @@ pub mod debs;
 pub mod fixtures;
 pub mod kmod;
 pub mod oci;
+pub mod qemu;
 pub mod registry;
 pub mod seeded;
 pub mod sign;
