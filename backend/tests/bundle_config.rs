@@ -626,7 +626,13 @@ fn label_errors_at_build_time_name_the_field() {
     )
     .unwrap_err();
     assert_eq!(err.field, "capabilities[0]");
+    assert!(err.from_label);
     assert_eq!(err.kind, ErrorKind::UnknownCapability("CAP_FLY".into()));
+    assert_eq!(
+        err.to_string(),
+        "container `svc`: `capabilities[0]` (from the image's org.mobyproject.config label): \
+         unknown capability `CAP_FLY`; `all` and `none` work only as the whole list"
+    );
     // A lone `all` in the label followed by `.add` is no longer a lone
     // `all` (linuxkit fails the same way).
     let err = try_gen(
@@ -636,6 +642,32 @@ fn label_errors_at_build_time_name_the_field() {
     )
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::UnknownCapability("all".into()));
+    assert!(err.from_label);
+    // The same list, with the bad name in the YAML's `.add` part. (The
+    // validator rejects such YAML; the entry is built by hand.)
+    let err = gen_labelled(
+        &entry(|e| e.capabilities_add = Some(vec!["CAP_FLY".into()])),
+        json!({"capabilities": ["CAP_CHOWN"]}),
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "capabilities[1]");
+    assert!(!err.from_label);
+    // A YAML value is never blamed on the label, and vice versa.
+    let err = gen_labelled(
+        &entry(|e| e.rlimits = Some(vec!["nofile,9,1".into()])),
+        json!({"rlimits": ["nofile,1,2"]}),
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "rlimits[0]");
+    assert!(!err.from_label);
+    let err = try_gen(
+        &service(""),
+        "svc",
+        with_label(json!({"devices": [{"path": "/dev/x", "type": "c"}]})),
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "devices[0].mode");
+    assert!(err.from_label);
 }
 
 // ---------------------------------------------------------------------------
@@ -867,6 +899,16 @@ fn gen_entry(e: &ImageEntry, volumes: &[(&str, bool)]) -> Result<Bundle, BundleE
     )
 }
 
+fn gen_labelled(e: &ImageEntry, label: Value) -> Result<Bundle, BundleError> {
+    let ids = IdTable::default();
+    let volumes = HashMap::new();
+    let ctx = Context {
+        ids: &ids,
+        volumes: &volumes,
+    };
+    generate(e, &image(with_label(label)), &ctx)
+}
+
 #[test]
 fn volume_errors_name_the_container_and_bind() {
     let vols = [("vola", false), ("volro", true)];
@@ -996,6 +1038,39 @@ fn mounts_are_sorted_by_destination_and_later_stages_win() {
         mount_at(&b.config, "/dev/pts"),
         &json!({"destination": "/dev/pts", "type": "bind", "source": "/b",
                 "options": ["rbind"]})
+    );
+}
+
+#[test]
+fn id_mappings_of_mounts_are_kept() {
+    // linuxkit rebuilds config.json mounts from destination, type, source
+    // and options, and its decode drops hostID/containerID; kiln keeps the
+    // whole mapping, in config.json and runtime.json alike.
+    let yaml = service(
+        r#"    mounts:
+      - type: bind
+        source: /data
+        destination: /data
+        options: [rbind]
+        uidmappings: [{containerID: 0, hostID: 1000, size: 10}]
+    runtime:
+      mounts:
+        - type: bind
+          source: /x
+          destination: /y
+          gidmappings: [{containerID: 1, hostID: 2, size: 3}]
+"#,
+    );
+    let b = gen(&yaml, "svc", busybox());
+    assert_eq!(
+        mount_at(&b.config, "/data"),
+        &json!({"destination": "/data", "type": "bind", "source": "/data", "options": ["rbind"],
+                "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}]})
+    );
+    assert_eq!(
+        b.runtime["mounts"][3],
+        json!({"destination": "/y", "type": "bind", "source": "/x",
+               "gidMappings": [{"containerID": 1, "hostID": 2, "size": 3}]})
     );
 }
 

@@ -338,6 +338,7 @@ pub(crate) fn build(
     let err = |field: String, kind: ErrorKind| BundleError {
         container: e.name.clone(),
         field,
+        from_label: false,
         kind,
     };
 

@@ -165,6 +165,7 @@ pub fn generate(
         Some(text) => parse_label(text).map_err(|reason| BundleError {
             container: entry.name.clone(),
             field: LABEL.to_owned(),
+            from_label: true,
             kind: ErrorKind::InvalidLabel {
                 image: entry.image.clone(),
                 reason,
@@ -173,18 +174,51 @@ pub fn generate(
         None => ImageEntry::default(),
     };
     let merged = merge(&label, &yaml);
-    let spec = config::build(&merged, image, ctx.ids)?;
+    let spec = config::build(&merged, image, ctx.ids).map_err(|mut e| {
+        e.from_label = from_label(&e.field, &yaml, &label);
+        e
+    })?;
     let runtime = runtime::build(merged.runtime.as_ref());
     Ok(Bundle { spec, runtime })
 }
 
+/// Did the value at `field` (such as `capabilities[2]` or
+/// `devices[0].mode`) of the merged entry come from the image label?
+fn from_label(field: &str, yaml: &ImageEntry, label: &ImageEntry) -> bool {
+    let end = field.find(['[', '.']).unwrap_or(field.len());
+    let key = &field[..end];
+    let index: Option<usize> = field[end..]
+        .strip_prefix('[')
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|n| n.parse().ok());
+    let (Ok(yaml), Ok(label)) = (serde_json::to_value(yaml), serde_json::to_value(label)) else {
+        return false;
+    };
+    if yaml.get(key).is_some() {
+        return false;
+    }
+    match (label.get(key), index) {
+        (None, _) => false,
+        // `capabilities` and `binds` may be the label's list followed by
+        // the YAML's `.add` list.
+        (Some(serde_json::Value::Array(list)), Some(i)) => i < list.len(),
+        (Some(_), _) => true,
+    }
+}
+
 /// Why a container's configuration could not be generated: the container,
-/// the field (after merging with the image label) and the problem.
+/// the field (after merging with the image label), whether the offending
+/// value came from the image's `org.mobyproject.config` label, and the
+/// problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("container `{container}`: `{field}`: {kind}")]
+#[error(
+    "container `{container}`: `{field}`{}: {kind}",
+    if *.from_label && .field != LABEL { " (from the image's org.mobyproject.config label)" } else { "" }
+)]
 pub struct BundleError {
     pub container: String,
     pub field: String,
+    pub from_label: bool,
     pub kind: ErrorKind,
 }
 

@@ -24,6 +24,7 @@ pub(crate) fn rewrite(
     let error = |field: String, kind: ErrorKind| BundleError {
         container: entry.name.clone(),
         field,
+        from_label: false,
         kind,
     };
     let mut out = entry.clone();
