@@ -8,7 +8,7 @@
 //! let mut spec = BootSpec::new("kernel", "initrd.img");
 //! spec.cmdline = "kiln.autopoweroff=3".into();
 //! let mut vm = Vm::boot(spec)?;
-//! vm.wait_for(|l| l.starts_with("KILN-MARKER init ready"), Duration::from_secs(60))?;
+//! vm.wait_for(|l| l.contains("KILN-MARKER init ready"), Duration::from_secs(60))?;
 //! let exit = vm.wait_poweroff(Duration::from_secs(30))?;
 //! println!("powered off after {:?}", exit.at);
 //! # Ok(())
@@ -19,10 +19,16 @@
 //! `qemu-system-x86_64 -machine q35 -accel tcg -smp 1 -m MEMORY -nographic
 //! -nodefaults -serial stdio -no-reboot -kernel K -initrd I
 //! -append "console=ttyS0 panic=-1 CMDLINE" EXTRA...`: the serial console is
-//! QEMU's stdout, read line by line (`\r` stripped) with the time since QEMU
-//! started; `-nodefaults` means no NIC (add `-nic user,model=virtio-net-pci`
-//! to `extra_args`), and `panic=-1` + `-no-reboot` turn a kernel panic into
-//! a QEMU exit instead of a hang.
+//! QEMU's stdout, read line by line with the time since QEMU started;
+//! `-nodefaults` means no NIC (add `-nic user,model=virtio-net-pci` to
+//! `extra_args`), and `panic=-1` + `-no-reboot` turn a kernel panic into a
+//! QEMU exit instead of a hang. [`Vm::start`] takes raw arguments instead
+//! (OVMF, disks, a TPM).
+//!
+//! Lines are cleaned ([`clean_line`]): terminal escape sequences and control
+//! characters go. Match markers with `contains`, not `starts_with`: when the
+//! kernel re-initialises the UART it can drop the firmware's last newline
+//! (seen: `Booting from ROM..KILN-MARKER ...` on one line).
 //!
 //! No process is left behind: QEMU is killed at the spec's hard `timeout`,
 //! when the [`Vm`] is dropped (also while unwinding from a failed assert),
@@ -40,7 +46,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -186,14 +192,53 @@ fn check() -> anyhow::Result<(PathBuf, String)> {
         );
     }
     let version = stdout.lines().next().unwrap_or_default().to_owned();
+    smoke(&bin)?;
     Ok((bin, version))
+}
+
+/// Creates a q35/TCG machine paused and quits at once (~50 ms): this loads
+/// the TCG module and the BIOS, which `--version` does not.
+fn smoke(bin: &Path) -> anyhow::Result<()> {
+    let mut child = Command::new(bin)
+        .args(["-machine", "q35", "-accel", "tcg", "-nodefaults"])
+        .args(["-display", "none", "-S", "-monitor", "stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}: {QEMU_HINT}", bin.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // QEMU may already have failed and closed its end.
+        let _ = stdin.write_all(b"quit\n");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait()?.is_none() {
+        if Instant::now() >= deadline {
+            kill(&mut child);
+            bail!("{} did not quit its monitor within 60 s", bin.display());
+        }
+        thread::sleep(POLL);
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{} cannot create a q35/TCG machine ({}): {}: {QEMU_HINT}",
+            bin.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 fn locate() -> anyhow::Result<PathBuf> {
     if let Some(bin) = std::env::var_os("KILN_E2E_QEMU").filter(|v| !v.is_empty()) {
         let bin = PathBuf::from(bin);
         if !bin.is_file() {
-            bail!("KILN_E2E_QEMU={} does not exist", bin.display());
+            bail!(
+                "KILN_E2E_QEMU={} does not exist: {QEMU_HINT}",
+                bin.display()
+            );
         }
         return Ok(bin);
     }
@@ -290,14 +335,23 @@ impl Vm {
     /// module docs). Fails if QEMU is missing or broken, or a file of the
     /// spec does not exist; QEMU failing later shows up in the waits.
     pub fn boot(spec: BootSpec) -> anyhow::Result<Vm> {
-        let bin = binary()?;
         for (what, path) in [("kernel", &spec.kernel), ("initrd", &spec.initrd)] {
             if !path.is_file() {
                 bail!("the {what} {} does not exist", path.display());
             }
         }
+        Vm::start(spec.args(), spec.timeout)
+    }
+
+    /// Runs QEMU with exactly `args` under the same supervision as
+    /// [`Vm::boot`] (slot, hard `timeout`, console from stdout, kill on
+    /// drop), for boots a [`BootSpec`] does not describe, e.g. OVMF with
+    /// a disk. The args must put the console on stdout (`-serial stdio`
+    /// with `-nodefaults`, or `-nographic`) and should include `-no-reboot`.
+    pub fn start(args: Vec<OsString>, timeout: Duration) -> anyhow::Result<Vm> {
+        let bin = binary()?;
         let mut cmd = Command::new(&bin);
-        cmd.args(spec.args())
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -313,7 +367,6 @@ impl Vm {
         let (tx, rx) = mpsc::channel();
         let supervisor = {
             let shared = shared.clone();
-            let timeout = spec.timeout;
             thread::Builder::new()
                 .name("qemu-supervisor".into())
                 .spawn(move || supervise(cmd, shared, timeout, slot, echo, tx))
@@ -338,7 +391,7 @@ impl Vm {
             started,
             pid,
             command,
-            timeout: spec.timeout,
+            timeout,
         })
     }
 
