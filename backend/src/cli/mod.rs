@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch. Each subcommand lives in its own module
 //! and returns the process exit code.
 
+mod cache;
 mod schema;
 mod validate;
 
@@ -21,6 +22,7 @@ struct Cli {
 enum Command {
     Validate(validate::Args),
     Schema(schema::Args),
+    Cache(cache::Args),
 }
 
 /// Exit codes shared by every subcommand.
@@ -38,6 +40,7 @@ pub fn run() -> ExitCode {
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Cache(args) => cache::run(args),
     };
     ExitCode::from(code)
 }
