@@ -199,7 +199,10 @@ fn check() -> anyhow::Result<(PathBuf, String)> {
 /// Creates a q35/TCG machine paused and quits at once (~50 ms): this loads
 /// the TCG module and the BIOS, which `--version` does not.
 fn smoke(bin: &Path) -> anyhow::Result<()> {
-    let mut child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    // This thread waits for it below, so it dies only with the process.
+    die_with_parent(&mut cmd);
+    let mut child = cmd
         .args(["-machine", "q35", "-accel", "tcg", "-nodefaults"])
         .args(["-display", "none", "-S", "-monitor", "stdio"])
         .stdin(Stdio::piped())
@@ -613,21 +616,7 @@ fn supervise(
     echo: bool,
     started: mpsc::Sender<anyhow::Result<(u32, Instant)>>,
 ) {
-    let parent = std::process::id();
-    // SAFETY: prctl, getppid and _exit are async-signal-safe, and nothing
-    // here allocates.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent died between fork and prctl.
-            if libc::getppid() as u32 != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
+    die_with_parent(&mut cmd);
     let start = Instant::now();
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -666,6 +655,27 @@ fn supervise(
     let mut state = shared.lock();
     state.exit = Some(Exit { ending, status, at });
     shared.changed.notify_all();
+}
+
+/// Makes the child get SIGKILL when the thread that spawns it ends, which
+/// the callers arrange to be no earlier than the child's reaping, so in
+/// effect: when the test process dies.
+fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: prctl, getppid and _exit are async-signal-safe, and nothing
+    // here allocates.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died between fork and prctl.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
 }
 
 fn kill(child: &mut Child) -> ExitStatus {
