@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod bundle;
+pub mod flatten;
 pub mod formats;
 pub mod fs;
 pub mod reference;
