@@ -560,7 +560,6 @@ impl Run<'_> {
         }
 
         self.tree.take(&name, walk, is_dir, true);
-        self.stats.data_bytes += size;
         if duplicate {
             self.stats.duplicates += 1;
         }
@@ -601,6 +600,7 @@ impl Run<'_> {
         entry.provenance = self.provenance.clone();
         sink.add(&entry, data)?;
         self.stats.written += 1;
+        self.stats.data_bytes += entry.size;
         Ok(())
     }
 

@@ -239,9 +239,8 @@ impl<'a> TarStream<'a> {
             header.as_mut_bytes().copy_from_slice(&block);
             verify_checksum(&header)?;
             let typeflag = block[156];
-            let size = header
-                .entry_size()
-                .map_err(|e| corrupt(format!("bad size field: {e}")))?;
+            let size = field(&block, 124..136, "size")?;
+            let size = u64::try_from(size).map_err(|_| corrupt("negative size"))?;
 
             match typeflag {
                 b'L' | b'K' | b'x' | b'g' | b'V' => {
@@ -381,33 +380,36 @@ impl<'a> TarStream<'a> {
                 return Err(FlattenErrorKind::DataOnNonFile { kind, size });
             }
         }
-        let field = |r: io::Result<u64>, what: &str| {
-            r.map_err(|e| corrupt(format!("bad {what} field: {e}")))
+        let block = header.as_bytes();
+        let id = |range, what: &'static str| -> Result<u64, FlattenErrorKind> {
+            u64::try_from(field(block, range, what)?)
+                .map_err(|_| corrupt(format!("negative {what}")))
         };
         let uid = match number("uid")? {
             Some(v) => v,
-            None => field(header.uid(), "uid")?,
+            None => id(108..116, "uid")?,
         };
         let gid = match number("gid")? {
             Some(v) => v,
-            None => field(header.gid(), "gid")?,
+            None => id(116..124, "gid")?,
         };
         let mtime = match record("mtime") {
             Some(v) => pax_time(v)?,
-            None => field(header.mtime(), "mtime")?,
+            // Times before the epoch become 0.
+            None => u64::try_from(field(block, 136..148, "mtime")?).unwrap_or(0),
         };
-        let mode = header
-            .mode()
-            .map_err(|e| corrupt(format!("bad mode field: {e}")))?
-            & 0o7777;
-        let (dev_major, dev_minor) = if matches!(typeflag, b'3' | b'4') {
-            let major = header
-                .device_major()
-                .map_err(|e| corrupt(format!("bad device major: {e}")))?;
-            let minor = header
-                .device_minor()
-                .map_err(|e| corrupt(format!("bad device minor: {e}")))?;
-            (major.unwrap_or(0), minor.unwrap_or(0))
+        let mode = (field(block, 100..108, "mode")? & 0o7777) as u32;
+        let (dev_major, dev_minor) = if matches!(typeflag, b'3' | b'4')
+            && (header.as_ustar().is_some() || header.as_gnu().is_some())
+        {
+            let dev = |range, what| -> Result<u32, FlattenErrorKind> {
+                u32::try_from(field(block, range, what)?)
+                    .map_err(|_| corrupt(format!("{what} out of range")))
+            };
+            (
+                dev(329..337, "device major")?,
+                dev(337..345, "device minor")?,
+            )
         } else {
             (0, 0)
         };
@@ -465,20 +467,65 @@ impl Read for Data<'_, '_> {
 
 /// Go accepts the unsigned sum and the (historic) signed sum.
 fn verify_checksum(header: &tar::Header) -> Result<(), FlattenErrorKind> {
-    let stored = header
-        .cksum()
-        .map_err(|_| corrupt("bad header checksum field"))?;
     let bytes = header.as_bytes();
+    let stored = field(bytes, 148..156, "checksum")?;
     let (mut unsigned, mut signed) = (0u32, 0i32);
     for (i, &b) in bytes.iter().enumerate() {
         let b = if (148..156).contains(&i) { b' ' } else { b };
         unsigned += u32::from(b);
         signed += i32::from(b as i8);
     }
-    if stored != unsigned && i64::from(stored) != i64::from(signed) {
+    if stored != i64::from(unsigned) && stored != i64::from(signed) {
         return Err(corrupt("header checksum mismatch"));
     }
     Ok(())
+}
+
+/// A numeric header field, as Go reads it: base-256 (two's complement)
+/// when the high bit of the first byte is set, otherwise octal with
+/// surrounding spaces and NULs ignored (an empty field is 0).
+fn field(block: &[u8], range: std::ops::Range<usize>, what: &str) -> Result<i64, FlattenErrorKind> {
+    let bad = || corrupt(format!("bad {what} field"));
+    let b = &block[range];
+    if b[0] & 0x80 != 0 {
+        let inv = if b[0] & 0x40 != 0 { 0xff } else { 0x00 };
+        let mut x: u64 = 0;
+        for (i, &c) in b.iter().enumerate() {
+            let mut c = c ^ inv;
+            if i == 0 {
+                c &= 0x7f;
+            }
+            if x >> 56 > 0 {
+                return Err(bad());
+            }
+            x = (x << 8) | u64::from(c);
+        }
+        if x >> 63 > 0 {
+            return Err(bad());
+        }
+        let x = x as i64;
+        return Ok(if inv == 0xff { !x } else { x });
+    }
+    let trimmed = {
+        let start = b.iter().position(|&c| c != b' ' && c != 0);
+        match start {
+            None => return Ok(0),
+            Some(s) => {
+                let end = b.iter().rposition(|&c| c != b' ' && c != 0).unwrap_or(s);
+                &b[s..=end]
+            }
+        }
+    };
+    let digits = match trimmed.iter().position(|&c| c == 0) {
+        Some(nul) => &trimmed[..nul],
+        None => trimmed,
+    };
+    if digits.is_empty() || !digits.iter().all(|c| (b'0'..=b'7').contains(c)) {
+        return Err(bad());
+    }
+    let s = std::str::from_utf8(digits).map_err(|_| bad())?;
+    let v = u64::from_str_radix(s, 8).map_err(|_| bad())?;
+    i64::try_from(v).map_err(|_| bad())
 }
 
 /// Parses PAX records (`<len> <key>=<value>\n`), binary-safe.
@@ -557,6 +604,20 @@ mod tests {
         assert!(parse_pax(b"6 a=b\nx").is_err());
         assert!(parse_pax(b"99999999999999999999 a=b\n").is_err());
         assert!(parse_pax(b"4 =\n").is_err());
+    }
+
+    #[test]
+    fn numeric_fields_like_go() {
+        let f = |b: &[u8]| field(b, 0..b.len(), "x");
+        assert_eq!(f(b"0000644\0").unwrap(), 0o644);
+        assert_eq!(f(b" 644 \0").unwrap(), 0o644);
+        assert_eq!(f(b"\0\0\0\0").unwrap(), 0);
+        assert_eq!(f(b"        ").unwrap(), 0);
+        assert!(f(b"12a4\0").is_err());
+        assert!(f(b"99\0").is_err());
+        assert_eq!(f(&[0x80, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap(), 256);
+        assert_eq!(f(&[0xff; 8]).unwrap(), -1);
+        assert!(f(&[0x80, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }
 
     #[test]
