@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
 use kiln_backend::engine::flatten::{
@@ -188,10 +189,15 @@ pub struct Seen {
     pub data: Vec<u8>,
 }
 
-/// Records everything, checking the Sink contract (exact data length).
+/// Records everything, checking the Sink contract (exact data length) and
+/// the stream's safety invariants as entries arrive: names are clean and
+/// relative, nothing is written below a path last written as a
+/// non-directory (no write-through), hard links point at earlier
+/// non-directories.
 #[derive(Debug, Default)]
 pub struct Recorder {
     pub seen: Vec<Seen>,
+    kinds: HashMap<String, bool>,
 }
 
 impl Sink for Recorder {
@@ -207,6 +213,27 @@ impl Sink for Recorder {
         if entry.kind != Kind::File {
             assert_eq!(entry.size, 0);
         }
+        let p = &entry.path;
+        assert!(
+            !p.is_empty() && p.split('/').all(|c| !c.is_empty() && c != "." && c != ".."),
+            "unclean path {p:?}"
+        );
+        for (i, _) in p.match_indices('/') {
+            assert_ne!(
+                self.kinds.get(&p[..i]),
+                Some(&false),
+                "{p:?} is written below the non-directory {:?}",
+                &p[..i]
+            );
+        }
+        if let Kind::Hardlink { target } = &entry.kind {
+            assert_eq!(
+                self.kinds.get(target),
+                Some(&false),
+                "hard link {p:?} -> {target:?}"
+            );
+        }
+        self.kinds.insert(p.clone(), entry.kind == Kind::Dir);
         self.seen.push(Seen {
             entry: entry.clone(),
             data: buf,

@@ -242,6 +242,14 @@ impl<'a> TarStream<'a> {
             let size = field(&block, 124..136, "size")?;
             let size = u64::try_from(size).map_err(|_| corrupt("negative size"))?;
 
+            if matches!(typeflag, b'L' | b'K') && size > limits.max_path_len as u64 + 1 {
+                return Err(FlattenErrorKind::LimitExceeded {
+                    limit: Limit::PathLength,
+                    value: size,
+                    max: limits.max_path_len as u64,
+                }
+                .into());
+            }
             match typeflag {
                 b'L' | b'K' | b'x' | b'g' | b'V' => {
                     metadata = metadata.saturating_add(BLOCK as u64).saturating_add(size);
@@ -258,15 +266,6 @@ impl<'a> TarStream<'a> {
             }
             match typeflag {
                 b'L' | b'K' => {
-                    let max = limits.max_path_len as u64 + 1;
-                    if size > max {
-                        return Err(FlattenErrorKind::LimitExceeded {
-                            limit: Limit::PathLength,
-                            value: size,
-                            max: limits.max_path_len as u64,
-                        }
-                        .into());
-                    }
                     let mut value = self.read_extension(size)?;
                     if let Some(nul) = value.iter().position(|&b| b == 0) {
                         value.truncate(nul);
