@@ -15,7 +15,7 @@
 //! missing, corruption), 2 usage errors, unreadable files or config.
 
 mod archive;
-mod config;
+pub(super) mod config;
 mod ls;
 mod maintain;
 mod progress;

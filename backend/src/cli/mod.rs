@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch. Each subcommand lives in its own module
 //! and returns the process exit code.
 
+mod build;
 mod cache;
 mod schema;
 mod validate;
@@ -21,6 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Validate(validate::Args),
+    Build(build::Args),
     Schema(schema::Args),
     Cache(cache::Args),
 }
@@ -39,6 +41,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Build(args) => build::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Cache(args) => cache::run(args),
     };

@@ -5,6 +5,10 @@ use std::io::Write;
 
 use flate2::{Compression, GzBuilder};
 
+/// The fixed gzip header: deflate, no flags, mtime 0, no extra flags, OS
+/// 255 (unknown).
+pub const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
 /// Wraps `out` in a gzip encoder whose header carries nothing host-specific.
 pub fn encoder<W: Write>(out: W, level: u32) -> flate2::write::GzEncoder<W> {
     GzBuilder::new()

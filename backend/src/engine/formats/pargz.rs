@@ -1,7 +1,9 @@
-//! Parallel gzip: the input is cut into fixed-size chunks, each compressed
-//! on a worker thread into a gzip member of its own, and the members are
-//! written out in order. Concatenated gzip members form one valid gzip file
-//! for `zcat` and for the kernel's initramfs unpacker.
+//! Parallel gzip: the input is cut into fixed-size chunks, each deflated on
+//! a worker thread with a fresh dictionary and ended with a sync flush, and
+//! the pieces are joined in order under one gzip header, with the CRC-32s
+//! combined. The result is a single gzip member, which matters: the kernel's
+//! initramfs unpacker wants every compressed stream to end on a cpio trailer,
+//! so an archive must not be split across members.
 //!
 //! Chunk boundaries depend only on the byte count, so the output is the same
 //! whatever the thread timing. Memory is bounded by `2 * workers` chunks in
@@ -13,19 +15,33 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+
 use super::gzip;
 
 /// Large enough that splitting costs well under 1% of ratio, small enough
 /// to keep both cores busy on a small image.
 pub const DEFAULT_CHUNK: usize = 4 << 20;
 
-type Job = (Vec<u8>, Sender<io::Result<Vec<u8>>>);
+/// A chunk to deflate: its bytes, whether it ends the stream, and where to
+/// send the result.
+type Job = (Vec<u8>, bool, Sender<io::Result<Piece>>);
+
+/// A deflated chunk and the CRC-32 of its input.
+struct Piece {
+    deflated: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
 
 pub struct ParallelGz<W: Write> {
     out: Option<W>,
     chunk: usize,
     buffer: Vec<u8>,
-    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
+    pending: VecDeque<Receiver<io::Result<Piece>>>,
+    crc: crc32fast::Hasher,
+    input_len: u64,
+    header_written: bool,
     max_pending: usize,
     jobs: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
@@ -45,8 +61,8 @@ impl<W: Write> ParallelGz<W> {
                         Ok(q) => q.recv(),
                         Err(_) => return,
                     };
-                    let Ok((data, reply)) = job else { return };
-                    let _ = reply.send(compress(&data, level));
+                    let Ok((data, last, reply)) = job else { return };
+                    let _ = reply.send(deflate(&data, level, last));
                 })
             })
             .collect();
@@ -59,18 +75,18 @@ impl<W: Write> ParallelGz<W> {
             jobs: Some(jobs),
             workers: handles,
             written: 0,
+            crc: crc32fast::Hasher::new(),
+            input_len: 0,
+            header_written: false,
         }
     }
 
     /// Compresses what is still buffered, writes every member in order and
     /// returns the writer with the number of compressed bytes written.
     pub fn finish(mut self) -> io::Result<(W, u64)> {
-        // An empty input still gives one (empty) member, so the output is
-        // always a valid gzip file.
-        if !self.buffer.is_empty() || (self.pending.is_empty() && self.written == 0) {
-            let data = std::mem::take(&mut self.buffer);
-            self.dispatch(data)?;
-        }
+        // The last chunk (possibly empty) carries the final deflate block.
+        let data = std::mem::take(&mut self.buffer);
+        self.dispatch(data, true)?;
         while !self.pending.is_empty() {
             self.write_oldest()?;
         }
@@ -78,11 +94,15 @@ impl<W: Write> ParallelGz<W> {
             .out
             .take()
             .ok_or_else(|| io::Error::other("gzip writer already finished"))?;
+        let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
+        out.write_all(&crc.to_le_bytes())?;
+        // ISIZE is the input length modulo 2^32.
+        out.write_all(&(self.input_len as u32).to_le_bytes())?;
         out.flush()?;
-        Ok((out, self.written))
+        Ok((out, self.written + 8))
     }
 
-    fn dispatch(&mut self, data: Vec<u8>) -> io::Result<()> {
+    fn dispatch(&mut self, data: Vec<u8>, last: bool) -> io::Result<()> {
         while self.pending.len() >= self.max_pending {
             self.write_oldest()?;
         }
@@ -90,7 +110,7 @@ impl<W: Write> ParallelGz<W> {
         let sent = self
             .jobs
             .as_ref()
-            .is_some_and(|jobs| jobs.send((data, reply)).is_ok());
+            .is_some_and(|jobs| jobs.send((data, last, reply)).is_ok());
         if !sent {
             return Err(io::Error::other("gzip worker pool stopped"));
         }
@@ -102,15 +122,21 @@ impl<W: Write> ParallelGz<W> {
         let Some(result) = self.pending.pop_front() else {
             return Ok(());
         };
-        let member = result
+        let piece = result
             .recv()
             .map_err(|_| io::Error::other("gzip worker stopped"))??;
         let out = self
             .out
             .as_mut()
             .ok_or_else(|| io::Error::other("gzip writer already finished"))?;
-        out.write_all(&member)?;
-        self.written += member.len() as u64;
+        if !self.header_written {
+            out.write_all(&gzip::HEADER)?;
+            self.written += gzip::HEADER.len() as u64;
+            self.header_written = true;
+        }
+        out.write_all(&piece.deflated)?;
+        self.written += piece.deflated.len() as u64;
+        self.crc.combine(&piece.crc);
         Ok(())
     }
 }
@@ -124,10 +150,24 @@ impl<W: Write> Drop for ParallelGz<W> {
     }
 }
 
-fn compress(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut enc = gzip::encoder(Vec::with_capacity(data.len() / 3 + 64), level);
+/// Deflates one chunk with a fresh dictionary. A chunk that is not the last
+/// ends with a sync flush (byte-aligned, not final), so the next chunk's
+/// blocks can follow it directly.
+fn deflate(data: &[u8], level: u32, last: bool) -> io::Result<Piece> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(data);
+    let mut enc = DeflateEncoder::new(
+        Vec::with_capacity(data.len() / 3 + 64),
+        Compression::new(level),
+    );
     enc.write_all(data)?;
-    enc.finish()
+    let deflated = if last {
+        enc.finish()?
+    } else {
+        enc.flush()?;
+        std::mem::take(enc.get_mut())
+    };
+    Ok(Piece { deflated, crc })
 }
 
 impl<W: Write> Write for ParallelGz<W> {
@@ -137,9 +177,10 @@ impl<W: Write> Write for ParallelGz<W> {
         }
         let n = (self.chunk - self.buffer.len()).min(buf.len());
         self.buffer.extend_from_slice(&buf[..n]);
+        self.input_len += n as u64;
         if self.buffer.len() == self.chunk {
             let data = std::mem::take(&mut self.buffer);
-            self.dispatch(data)?;
+            self.dispatch(data, false)?;
         }
         Ok(n)
     }
@@ -168,11 +209,12 @@ mod tests {
     }
 
     #[test]
-    fn members_decompress_to_the_input() {
+    fn one_member_decompresses_to_the_input() {
         let input = data();
         let out = compress_all(&input, 100_000, 3);
         let mut back = Vec::new();
-        flate2::read::MultiGzDecoder::new(out.as_slice())
+        // A single-member decoder: the output must not rely on members.
+        flate2::read::GzDecoder::new(out.as_slice())
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, input);
@@ -191,7 +233,7 @@ mod tests {
     fn empty_input_is_a_valid_gzip_file() {
         let out = compress_all(&[], 1024, 2);
         let mut back = Vec::new();
-        flate2::read::MultiGzDecoder::new(out.as_slice())
+        flate2::read::GzDecoder::new(out.as_slice())
             .read_to_end(&mut back)
             .unwrap();
         assert!(back.is_empty());

@@ -1,0 +1,241 @@
+//! Writing each planned section of the root filesystem into a sink, laid out
+//! exactly as linuxkit lays it out (reference Part B).
+
+use std::io;
+
+use kiln_shared::reference::expand;
+use kiln_shared::Spec;
+
+use super::files::{self, SourceRoots};
+use super::kernel::KernelPicker;
+use super::metadata;
+use super::plan::{ContainerPlan, Images, Section};
+use crate::engine::flatten::{self, FlattenOptions, LayerSource, Role};
+use crate::engine::fs::{Entry, Kind, Sink, LINUXKIT_EPOCH};
+use crate::engine::store::Store;
+
+/// Everything the sections are written from.
+pub struct Inputs<'a> {
+    pub spec: &'a Spec,
+    pub images: &'a Images,
+    pub store: &'a Store,
+    pub roots: SourceRoots<'a>,
+    pub flatten: FlattenOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error(transparent)]
+    Flatten(#[from] flatten::FlattenError),
+    #[error(transparent)]
+    Files(#[from] files::FilesError),
+    #[error("kernel image {image}: {message}")]
+    Kernel { image: String, message: String },
+    #[error("no resolved image for `{0}`")]
+    Unresolved(String),
+    #[error("volume {name}: {message}")]
+    Volume { name: String, message: String },
+    #[error("writing {location}: {error}")]
+    Write { location: String, error: io::Error },
+}
+
+/// Writes one section.
+pub fn write_section(
+    inputs: &Inputs<'_>,
+    section: &Section,
+    sink: &mut dyn Sink,
+) -> Result<(), RootfsError> {
+    match section {
+        Section::Kernel => kernel(inputs, sink),
+        Section::Init(i) => {
+            let image = &inputs.spec.init[*i];
+            extract(inputs, image, Role::Init, "", &section.location(), sink)
+        }
+        Section::Volume(i) => volume(inputs, *i, sink),
+        Section::Container(plan) => container(inputs, plan, sink),
+        Section::Files => {
+            let render = |format: &str| match format {
+                "json" => metadata::to_json(inputs.spec),
+                _ => metadata::to_yaml(inputs.spec),
+            };
+            let ids = kiln_shared::ids::IdTable::for_specs([inputs.spec]);
+            files::emit(inputs.spec, &ids, &inputs.roots, &render, sink)?;
+            Ok(())
+        }
+    }
+}
+
+fn extract(
+    inputs: &Inputs<'_>,
+    image: &str,
+    role: Role,
+    prefix: &str,
+    location: &str,
+    sink: &mut dyn Sink,
+) -> Result<(), RootfsError> {
+    let resolved = inputs
+        .images
+        .get(image)
+        .ok_or_else(|| RootfsError::Unresolved(image.to_owned()))?;
+    let layers = LayerSource::for_image(inputs.store, resolved);
+    let source = expand(image);
+    flatten::flatten(
+        &layers,
+        &inputs.flatten,
+        role,
+        prefix,
+        (&source, location),
+        sink,
+    )?;
+    Ok(())
+}
+
+fn kernel(inputs: &Inputs<'_>, sink: &mut dyn Sink) -> Result<(), RootfsError> {
+    let Some(kernel) = &inputs.spec.kernel else {
+        return Ok(());
+    };
+    let image = kernel.image.clone().unwrap_or_default();
+    let source = expand(&image);
+    let fail = |message: String| RootfsError::Kernel {
+        image: source.clone(),
+        message,
+    };
+    let mut picker = KernelPicker::new(kernel, &source, &inputs.flatten, sink);
+    let result = extract(inputs, &image, Role::Kernel, "", "kernel", &mut picker);
+    if let Some(e) = picker.tar_error.take() {
+        return Err(e.into());
+    }
+    result?;
+    if !picker.found_kernel {
+        return Err(fail("did not find kernel in kernel image".into()));
+    }
+    if let Some(tar) = picker.expected_tar() {
+        if !picker.found_tar {
+            return Err(fail(format!(
+                "did not find kernel tar `{tar}` in kernel image"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn dir_entry(path: &str, source: &str, location: &str) -> Entry {
+    let mut e = Entry::new(path, Kind::Dir, 0o755, LINUXKIT_EPOCH);
+    e.provenance
+        .insert(flatten::SOURCE_RECORD.into(), source.into());
+    e.provenance
+        .insert(flatten::LOCATION_RECORD.into(), location.into());
+    e
+}
+
+fn file_entry(path: &str, bytes: &[u8], source: &str, location: &str) -> Entry {
+    let mut e = dir_entry(path, source, location);
+    e.kind = Kind::File;
+    e.mode = 0o644;
+    e.size = bytes.len() as u64;
+    e
+}
+
+/// Writes the directory headers of every component of `path`.
+fn prefix_dirs(path: &str, source: &str, location: &str, sink: &mut dyn Sink) -> io::Result<()> {
+    let mut end = 0;
+    for part in path.split('/') {
+        end += part.len();
+        sink.add(&dir_entry(&path[..end], source, location), &mut io::empty())?;
+        end += 1;
+    }
+    Ok(())
+}
+
+fn volume(inputs: &Inputs<'_>, index: usize, sink: &mut dyn Sink) -> Result<(), RootfsError> {
+    let volume = &inputs.spec.volumes[index];
+    let name = volume.name.clone().unwrap_or_default();
+    let location = format!("volume[{index}]");
+    let base = format!("containers/volumes/{name}");
+    let write = |error| RootfsError::Write {
+        location: location.clone(),
+        error,
+    };
+    let image = volume.image.clone().filter(|i| !i.is_empty());
+    match (&image, volume.format) {
+        (Some(_), Some(kiln_shared::model::VolumeFormat::Oci)) => {
+            return Err(RootfsError::Volume {
+                name,
+                message: "`format: oci` volumes are not supported by kiln yet".into(),
+            })
+        }
+        (Some(image), _) => {
+            let source = image.clone();
+            prefix_dirs(&format!("{base}/lower"), &source, &location, sink).map_err(write)?;
+            extract(
+                inputs,
+                image,
+                Role::Volume,
+                &format!("{base}/lower"),
+                &location,
+                sink,
+            )?;
+        }
+        (None, _) => {
+            prefix_dirs(&format!("{base}/lower"), "empty", &location, sink).map_err(write)?;
+        }
+    }
+    for dir in ["tmp", "merged"] {
+        let e = dir_entry(&format!("{base}/{dir}"), "linuxkit.volumes", &location);
+        sink.add(&e, &mut io::empty()).map_err(write)?;
+    }
+    Ok(())
+}
+
+fn container(
+    inputs: &Inputs<'_>,
+    plan: &ContainerPlan,
+    sink: &mut dyn Sink,
+) -> Result<(), RootfsError> {
+    let (source, location) = (plan.source.as_str(), plan.location.as_str());
+    let write = |error| RootfsError::Write {
+        location: location.to_owned(),
+        error,
+    };
+    let readonly = plan.bundle.readonly();
+    let own_root = plan.bundle.root_dir(&plan.dir);
+    if plan.extracts {
+        prefix_dirs(&own_root, source, location, sink).map_err(write)?;
+        extract(
+            inputs,
+            &plan.image,
+            Role::Container,
+            &own_root,
+            location,
+            sink,
+        )?;
+    } else {
+        prefix_dirs(&plan.dir, source, location, sink).map_err(write)?;
+    }
+    let config = plan.bundle.config_json();
+    let runtime = plan.bundle.runtime_json(&plan.dir, &plan.root);
+    let mut add_file = |name: &str, bytes: &[u8]| {
+        let e = file_entry(&format!("{}/{name}", plan.dir), bytes, source, location);
+        sink.add(&e, &mut &bytes[..])
+    };
+    add_file("config.json", &config).map_err(write)?;
+    if readonly {
+        if !plan.extracts {
+            let e = dir_entry(&format!("{}/rootfs", plan.dir), source, location);
+            sink.add(&e, &mut io::empty()).map_err(write)?;
+        }
+    } else {
+        for dir in ["tmp", "rootfs"] {
+            let e = dir_entry(&format!("{}/{dir}", plan.dir), source, location);
+            sink.add(&e, &mut io::empty()).map_err(write)?;
+        }
+    }
+    let e = file_entry(
+        &format!("{}/runtime.json", plan.dir),
+        &runtime,
+        source,
+        location,
+    );
+    sink.add(&e, &mut runtime.as_slice()).map_err(write)?;
+    Ok(())
+}
