@@ -101,8 +101,10 @@ pub struct FlattenOptions {
     /// Most uncompressed bytes read from all layers of an image, and most
     /// file data written for it. Default 32 GiB.
     pub max_total_bytes: u64,
-    /// Most uncompressed bytes per compressed byte of a layer. Default 1000
-    /// (gzip cannot exceed about 1032; zstd can go far beyond).
+    /// Most uncompressed bytes per compressed byte of a layer. Default 1100:
+    /// just above deflate's maximum (about 1032), so no gzip layer trips
+    /// it, while zstd streams of long runs (up to 32768:1) are refused
+    /// beyond the grace bytes.
     pub max_ratio: u64,
     /// The ratio is only checked after this many uncompressed bytes of a
     /// layer, so small, very compressible layers pass. Default 64 MiB.
@@ -123,7 +125,7 @@ impl Default for FlattenOptions {
     fn default() -> Self {
         FlattenOptions {
             max_total_bytes: 32 << 30,
-            max_ratio: 1000,
+            max_ratio: 1100,
             ratio_grace_bytes: 64 << 20,
             max_entries: 1_000_000,
             max_path_len: 4096,
