@@ -393,26 +393,24 @@ impl TrustPolicy {
                     why.push(Why::SpecImage(entry.clone()));
                 }
             }
-            for (i, prefix) in self.require.iter().enumerate() {
+            for prefix in &self.require {
                 if covers(prefix, &name) {
                     why.push(Why::Policy(prefix.clone()));
-                    let _ = i;
                 }
             }
             if why.is_empty() {
                 continue;
             }
             let Some(root) = self.root_index(&name) else {
-                // Reported above for spec entries; `require` entries were
-                // checked at load. An image named by an org whose root
-                // covers only other prefixes lands here.
-                if !errors.iter().any(|e| {
-                    matches!(
-                        e,
-                        PolicyError::NoTrustRootForOrg { .. }
-                            | PolicyError::NoTrustRootForImage { .. }
-                    )
-                }) {
+                // An org whose root covers only some of its images (a
+                // prefix entry below the org) lands here; spec orgs and
+                // images with no root at all were reported above.
+                let reported = why.iter().all(|w| match w {
+                    Why::SpecOrg(o) => self.root_for_org(o).is_none(),
+                    Why::SpecImage(_) => true,
+                    Why::Policy(_) => false,
+                });
+                if !reported {
                     errors.push(PolicyError::NoTrustRootForImage {
                         image: image.clone(),
                     });
