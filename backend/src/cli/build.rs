@@ -1,25 +1,16 @@
 //! `kiln build`: build images from spec files, flag-compatible with
 //! `linuxkit build` where the flags apply.
 
-use std::collections::HashMap;
-use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kiln_backend::engine::build::files::{missing_sources, SourceRoots};
-use kiln_backend::engine::build::output::{self, InitrdOptions};
-use kiln_backend::engine::build::plan::{self, Images};
-use kiln_backend::engine::build::rootfs::Inputs;
+use kiln_backend::engine::build::output::InitrdOptions;
+use kiln_backend::engine::build::{self, Artifact, BuildRequest, ImageSource};
 use kiln_backend::engine::flatten::FlattenOptions;
 use kiln_backend::engine::formats::format::Format;
-use kiln_backend::engine::formats::tar::TarSink;
-use kiln_backend::engine::fs::{Entry, Kind, Sink, LINUXKIT_EPOCH};
-use kiln_backend::engine::reference::Reference;
-use kiln_backend::engine::registry;
 use kiln_backend::engine::store::{self, Platform, Store};
 use kiln_shared::{Source, Spec};
-use sha2::{Digest as _, Sha256};
 
 use super::cache::config::{registry_config, Flags};
 use super::exit;
@@ -98,7 +89,7 @@ fn failed(message: impl std::fmt::Display) -> Failure {
 }
 
 pub fn run(args: Args) -> u8 {
-    match build(args) {
+    match run_build(args) {
         Ok(()) => exit::OK,
         Err(f) => {
             if !f.message.is_empty() {
@@ -109,15 +100,14 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
-fn build(args: Args) -> Result<(), Failure> {
+fn run_build(args: Args) -> Result<(), Failure> {
     let started = Instant::now();
     if args.docker {
         return Err(usage(
             "--docker is not supported: kiln reads images from registries and its own store, never from a Docker daemon",
         ));
     }
-    let to_stream = args.output.is_some();
-    let formats = Format::parse_list(&args.formats, to_stream).map_err(usage)?;
+    let formats = Format::parse_list(&args.formats, args.output.is_some()).map_err(usage)?;
     let platform = match args.arch.as_deref() {
         None => Platform::host(),
         Some(arch @ ("amd64" | "arm64")) => Platform::linux(arch),
@@ -132,92 +122,95 @@ fn build(args: Args) -> Result<(), Failure> {
         .name
         .clone()
         .unwrap_or_else(|| default_name(&args.files));
-
     let store = open_store(args.cache.as_deref())?;
-    let images = resolve(&args, &spec, &platform, &store)?;
+    let source = image_source(&args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(format!("cannot start the async runtime: {e}")))?;
+    let images = runtime
+        .block_on(build::resolve_images(&spec, &platform, &store, &source))
+        .map_err(failed)?;
 
     let cwd = std::env::current_dir().map_err(|e| usage(format!("no working directory: {e}")))?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let roots = SourceRoots {
+    let req = BuildRequest {
+        spec: &spec,
+        formats: &formats,
+        dir: &args.dir,
+        name: &name,
+        platform: &platform,
         cwd: &cwd,
         home: home.as_deref(),
-    };
-    let missing = missing_sources(&spec, &roots);
-    if let Some((i, path)) = missing.first() {
-        return Err(failed(format!(
-            "files[{i}]: source {} does not exist (mark the entry `optional: true` to skip it)",
-            path.display()
-        )));
-    }
-    let sections = plan::plan(&spec, &images, &store).map_err(failed)?;
-    let inputs = Inputs {
-        spec: &spec,
-        images: &images,
-        store: &store,
-        roots,
+        initrd: InitrdOptions {
+            member_cache: store::kiln_home().map(|h| h.join("initrd-members")),
+            ..InitrdOptions::default()
+        },
         flatten: FlattenOptions::default(),
     };
 
-    if let Some(out) = &args.output {
-        let dockerfile = formats[0] == Format::Docker;
-        if out.as_os_str() == "-" {
-            let stdout = io::stdout().lock();
-            output::write_tar(&inputs, &sections, dockerfile, BufWriter::new(stdout))
-                .and_then(|mut w| w.flush().map_err(|error| write_err(out, error)))
-                .map_err(failed)?;
+    match &args.output {
+        Some(out) if out.as_os_str() == "-" => {
+            let dockerfile = formats[0] == Format::Docker;
+            let stdout = BufWriter::new(io::stdout().lock());
+            let mut w =
+                build::write_stream(&req, &store, &images, dockerfile, stdout).map_err(failed)?;
+            w.flush()
+                .map_err(|e| failed(format!("standard output: {e}")))?;
             eprintln!(
                 "kiln: wrote {} to standard output in {:.2} s",
                 formats[0],
                 started.elapsed().as_secs_f64()
             );
-            return Ok(());
+            Ok(())
         }
-        write_tar_file(&inputs, &sections, dockerfile, out)?;
-        return summary(std::slice::from_ref(out), started);
-    }
-
-    fs::create_dir_all(&args.dir)
-        .map_err(|e| usage(format!("cannot create {}: {e}", args.dir.display())))?;
-    let mut written = Vec::new();
-    let initrd_opts = InitrdOptions {
-        member_cache: store::kiln_home().map(|h| h.join("initrd-members")),
-        ..InitrdOptions::default()
-    };
-    for format in &formats {
-        match format {
-            Format::Tar | Format::Docker => {
-                let path = format.outputs(&args.dir, &name).remove(0);
-                write_tar_file(&inputs, &sections, *format == Format::Docker, &path)?;
-                written.push(path);
-            }
-            Format::KernelInitrd => {
-                let out =
-                    output::write_kernel_initrd(&inputs, &sections, &initrd_opts, &args.dir, &name)
-                        .map_err(failed)?;
-                written.extend(out.kernel);
-                written.push(out.initrd);
-                written.extend(out.cmdline);
-            }
-            Format::TarKernelInitrd => {
-                let path = format.outputs(&args.dir, &name).remove(0);
-                tar_kernel_initrd(&inputs, &sections, &initrd_opts, &args.dir, &name, &path)?;
-                written.push(path);
-            }
-            Format::Oci => {
-                let path = format.outputs(&args.dir, &name).remove(0);
-                oci_layout(&inputs, &sections, &platform, &path)?;
-                written.push(path);
-            }
+        Some(out) => {
+            let dir = out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let file_name = out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| usage(format!("-o {}: not a file name", out.display())))?;
+            let tmp = dir.join(format!(".{file_name}.kiln-tmp"));
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| usage(format!("cannot create {}: {e}", tmp.display())))?;
+            let dockerfile = formats[0] == Format::Docker;
+            let mut w =
+                build::write_stream(&req, &store, &images, dockerfile, BufWriter::new(file))
+                    .map_err(failed)?;
+            w.flush()
+                .map_err(|e| failed(format!("{}: {e}", tmp.display())))?;
+            drop(w);
+            std::fs::rename(&tmp, out).map_err(|e| failed(format!("{}: {e}", out.display())))?;
+            let artifact = build::artifact_of(out).map_err(failed)?;
+            summary(&[artifact], started);
+            Ok(())
+        }
+        None => {
+            let artifacts = build::write_outputs(&req, &store, &images).map_err(failed)?;
+            summary(&artifacts, started);
+            Ok(())
         }
     }
-    summary(&written, started)
 }
 
-fn write_err(path: &Path, error: io::Error) -> kiln_backend::engine::build::rootfs::RootfsError {
-    kiln_backend::engine::build::rootfs::RootfsError::Write {
-        location: path.display().to_string(),
-        error,
+fn image_source(args: &Args) -> Result<ImageSource, Failure> {
+    if args.offline {
+        return Ok(ImageSource::Offline);
     }
+    let flags = Flags {
+        mirrors: args.mirrors.clone(),
+        insecure_registries: args.insecure_registries.clone(),
+        jobs: None,
+    };
+    let config_file = store::kiln_home().map(|h| super::cache::config::default_path(&h));
+    let config = registry_config(config_file.as_deref(), &flags).map_err(usage)?;
+    Ok(ImageSource::Registry {
+        config: Box::new(config),
+        pull_all: args.pull,
+    })
 }
 
 /// Reads and validates the spec files, merged in order.
@@ -231,7 +224,7 @@ fn read_specs(files: &[PathBuf]) -> Result<Spec, Failure> {
                 .map_err(|e| usage(format!("cannot read standard input: {e}")))?;
             ("<stdin>".to_owned(), text)
         } else {
-            let text = fs::read_to_string(path)
+            let text = std::fs::read_to_string(path)
                 .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
             (path.display().to_string(), text)
         };
@@ -272,266 +265,22 @@ fn open_store(cache: Option<&Path>) -> Result<Store, Failure> {
     Store::open(&dir).map_err(|e| usage(format!("cannot open the store {}: {e}", dir.display())))
 }
 
-/// Every image string in the spec, in order, without repeats.
-fn image_strings(spec: &Spec) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut add = |s: &str| {
-        if !s.is_empty() && !out.iter().any(|o| o == s) {
-            out.push(s.to_owned());
-        }
-    };
-    if let Some(image) = spec.kernel.as_ref().and_then(|k| k.image.as_deref()) {
-        add(image);
-    }
-    spec.init.iter().for_each(|i| add(i));
-    for e in spec
-        .onboot
-        .iter()
-        .chain(&spec.onshutdown)
-        .chain(&spec.services)
-    {
-        add(&e.image);
-    }
-    for v in &spec.volumes {
-        if let Some(image) = v.image.as_deref() {
-            add(image);
-        }
-    }
-    out
-}
-
-fn resolve(
-    args: &Args,
-    spec: &Spec,
-    platform: &Platform,
-    store: &Store,
-) -> Result<Images, Failure> {
-    let strings = image_strings(spec);
-    let mut references = Vec::new();
-    for s in &strings {
-        let r = Reference::parse(s).map_err(|e| failed(format!("image `{s}`: {e}")))?;
-        references.push(r.with_default_tag());
-    }
-    let resolved = if args.offline {
-        store.resolve(&references, platform).map_err(failed)?
-    } else {
-        let flags = Flags {
-            mirrors: args.mirrors.clone(),
-            insecure_registries: args.insecure_registries.clone(),
-            jobs: None,
-        };
-        let home = store::kiln_home();
-        let config_file = home.as_ref().map(|h| super::cache::config::default_path(h));
-        let config = registry_config(config_file.as_deref(), &flags).map_err(usage)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| failed(format!("cannot start the async runtime: {e}")))?;
-        if args.pull {
-            runtime
-                .block_on(registry::pull(
-                    &references,
-                    &platform.clone().into(),
-                    store,
-                    &config,
-                ))
-                .map_err(failed)?;
-            store.resolve(&references, platform).map_err(failed)?
-        } else {
-            runtime
-                .block_on(registry::pull_missing(
-                    &references,
-                    platform,
-                    store,
-                    &config,
-                ))
-                .map_err(failed)?
-        }
-    };
-    Ok(strings.into_iter().zip(resolved).collect::<HashMap<_, _>>())
-}
-
-fn write_tar_file(
-    inputs: &Inputs<'_>,
-    sections: &[plan::Section],
-    dockerfile: bool,
-    path: &Path,
-) -> Result<(), Failure> {
-    let tmp = path.with_extension("kiln-tmp");
-    let file =
-        File::create(&tmp).map_err(|e| usage(format!("cannot create {}: {e}", tmp.display())))?;
-    let mut w =
-        output::write_tar(inputs, sections, dockerfile, BufWriter::new(file)).map_err(failed)?;
-    w.flush()
-        .map_err(|e| failed(format!("{}: {e}", tmp.display())))?;
-    drop(w);
-    fs::rename(&tmp, path).map_err(|e| failed(format!("{}: {e}", path.display())))
-}
-
-/// `tar-kernel-initrd`: a tar of `kernel`, `initrd.img`, `cmdline` and
-/// `ucode.cpio`, each only when non-empty; the microcode is not prepended.
-fn tar_kernel_initrd(
-    inputs: &Inputs<'_>,
-    sections: &[plan::Section],
-    opts: &InitrdOptions,
-    dir: &Path,
-    name: &str,
-    path: &Path,
-) -> Result<(), Failure> {
-    let scratch = dir.join(format!(".{name}-tki-{}", std::process::id()));
-    fs::create_dir_all(&scratch).map_err(|e| failed(format!("{}: {e}", scratch.display())))?;
-    let result = (|| {
-        let out =
-            output::write_kernel_initrd(inputs, sections, opts, &scratch, "x").map_err(failed)?;
-        let file = File::create(path)
-            .map_err(|e| usage(format!("cannot create {}: {e}", path.display())))?;
-        let mut sink = TarSink::new(BufWriter::new(file));
-        let mut add = |entry_name: &str, file: &Path| -> io::Result<()> {
-            let len = fs::metadata(file)?.len();
-            if len == 0 {
-                return Ok(());
-            }
-            let mut e = Entry::new(entry_name, Kind::File, 0o644, LINUXKIT_EPOCH);
-            e.size = len;
-            sink.add(&e, &mut File::open(file)?)
-        };
-        let io = |e: io::Error| failed(format!("{}: {e}", path.display()));
-        if let Some(k) = &out.kernel {
-            add("kernel", k).map_err(io)?;
-        }
-        add("initrd.img", &out.initrd).map_err(io)?;
-        if let Some(c) = &out.cmdline {
-            add("cmdline", c).map_err(io)?;
-        }
-        let mut w = sink.finish().map_err(io)?;
-        w.flush().map_err(io)
-    })();
-    let _ = fs::remove_dir_all(&scratch);
-    result
-}
-
-/// `oci`: an OCI image layout, as a tar, holding the root filesystem as one
-/// uncompressed layer.
-fn oci_layout(
-    inputs: &Inputs<'_>,
-    sections: &[plan::Section],
-    platform: &Platform,
-    path: &Path,
-) -> Result<(), Failure> {
-    let io = |e: io::Error| failed(format!("{}: {e}", path.display()));
-    let layer_tmp = path.with_extension("layer-tmp");
-    let hashing = HashingWriter {
-        inner: BufWriter::new(File::create(&layer_tmp).map_err(io)?),
-        hasher: Sha256::new(),
-        len: 0,
-    };
-    let mut hashing = output::write_tar(inputs, sections, false, hashing).map_err(failed)?;
-    hashing.inner.flush().map_err(io)?;
-    let layer_digest = format!("sha256:{}", hex::encode(hashing.hasher.finalize_reset()));
-    let layer_len = hashing.len;
-    drop(hashing);
-
-    let config = serde_json::json!({
-        "architecture": platform.architecture,
-        "os": "linux",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    });
-    let config = serde_json::to_vec(&config).map_err(|e| failed(e.to_string()))?;
-    let config_digest = format!("sha256:{}", hex::encode(Sha256::digest(&config)));
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_len}],
-    });
-    let manifest = serde_json::to_vec(&manifest).map_err(|e| failed(e.to_string()))?;
-    let manifest_digest = format!("sha256:{}", hex::encode(Sha256::digest(&manifest)));
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest,
-            "size": manifest.len(),
-            "platform": {"architecture": platform.architecture, "os": "linux"},
-        }],
-    });
-    let index = serde_json::to_vec(&index).map_err(|e| failed(e.to_string()))?;
-
-    let file = File::create(path).map_err(io)?;
-    let mut sink = TarSink::new(BufWriter::new(file));
-    let bytes = |sink: &mut TarSink<_>, name: &str, data: &[u8]| -> io::Result<()> {
-        let mut e = Entry::new(name, Kind::File, 0o644, LINUXKIT_EPOCH);
-        e.size = data.len() as u64;
-        sink.add(&e, &mut &data[..])
-    };
-    let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
-    let result = (|| -> io::Result<()> {
-        bytes(
-            &mut sink,
-            "oci-layout",
-            br#"{"imageLayoutVersion":"1.0.0"}"#,
-        )?;
-        bytes(&mut sink, "index.json", &index)?;
-        for dir in ["blobs", "blobs/sha256"] {
-            sink.add(
-                &Entry::new(dir, Kind::Dir, 0o755, LINUXKIT_EPOCH),
-                &mut io::empty(),
-            )?;
-        }
-        bytes(&mut sink, &blob(&config_digest), &config)?;
-        bytes(&mut sink, &blob(&manifest_digest), &manifest)?;
-        let mut e = Entry::new(blob(&layer_digest), Kind::File, 0o644, LINUXKIT_EPOCH);
-        e.size = layer_len;
-        sink.add(&e, &mut File::open(&layer_tmp)?)?;
-        sink.finish()?.flush()
-    })();
-    let _ = fs::remove_file(&layer_tmp);
-    result.map_err(io)
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    len: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// One line: each output with its size and sha256, and the time taken.
-fn summary(outputs: &[PathBuf], started: Instant) -> Result<(), Failure> {
-    let mut parts = Vec::new();
-    for path in outputs {
-        let mut f = File::open(path).map_err(|e| failed(format!("{}: {e}", path.display())))?;
-        let mut hashing = HashingWriter {
-            inner: io::sink(),
-            hasher: Sha256::new(),
-            len: 0,
-        };
-        io::copy(&mut f, &mut hashing).map_err(|e| failed(format!("{}: {e}", path.display())))?;
-        parts.push(format!(
-            "{} ({} bytes, sha256:{})",
-            path.display(),
-            hashing.len,
-            hex::encode(hashing.hasher.finalize())
-        ));
-    }
+fn summary(artifacts: &[Artifact], started: Instant) {
+    let parts: Vec<String> = artifacts
+        .iter()
+        .map(|a| {
+            format!(
+                "{} ({} bytes, sha256:{})",
+                a.path.display(),
+                a.size,
+                a.sha256
+            )
+        })
+        .collect();
     eprintln!(
         "kiln: built {} in {:.2} s",
         parts.join(", "),
         started.elapsed().as_secs_f64()
     );
-    Ok(())
 }
