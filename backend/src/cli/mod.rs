@@ -4,6 +4,8 @@
 mod build;
 mod cache;
 mod schema;
+mod serve;
+mod signer;
 mod validate;
 
 use std::process::ExitCode;
@@ -25,6 +27,9 @@ enum Command {
     Build(build::Args),
     Schema(schema::Args),
     Cache(cache::Args),
+    Serve(serve::Args),
+    #[command(flatten)]
+    Signer(signer::Command),
 }
 
 /// Exit codes shared by every subcommand.
@@ -44,6 +49,8 @@ pub fn run() -> ExitCode {
         Command::Build(args) => build::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Cache(args) => cache::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Signer(command) => signer::run(command),
     };
     ExitCode::from(code)
 }
