@@ -71,7 +71,9 @@ fn watch(blobs_dir: &std::path::Path, label: &str, stop: &AtomicBool) {
             .map(|(_, size)| size)
             .sum();
         let bar = bar.get_or_insert_with(|| {
-            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            // Starting at the bytes already there keeps them out of the rate.
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+                .with_position(bytes);
             if let Ok(style) = ProgressStyle::with_template(
                 "{spinner} {msg}: {bytes} downloaded ({bytes_per_sec}), {elapsed}",
             ) {
