@@ -181,3 +181,21 @@ fn is_not_found(e: &OciDistributionError) -> bool {
         _ => false,
     }
 }
+
+/// [`fetch_signatures`] on a current-thread runtime, for callers without
+/// one (the CLI, tests).
+pub fn fetch_signatures_blocking(
+    reference: &Reference,
+    digest: &str,
+    config: &RegistryConfig,
+) -> Result<Vec<SignatureManifest>, FetchError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| FetchError {
+            image: reference.to_string(),
+            digest: digest.to_owned(),
+            message: format!("starting the async runtime: {e}"),
+        })?;
+    runtime.block_on(fetch_signatures(reference, digest, config))
+}
