@@ -5,3 +5,4 @@
 //! and sit on top of it.
 
 pub mod engine;
+pub mod service;

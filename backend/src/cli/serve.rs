@@ -1,0 +1,94 @@
+//! `kiln serve`: run the HTTP service on embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use kiln_backend::service::{self, Config};
+
+use super::exit;
+
+/// Run the kiln service: the REST API under /api/v1 with SQLite, the image
+/// store and artifacts in $KILN_HOME. Settings come from a TOML file
+/// ($KILN_HOME/serve.toml by default), then KILN_* environment variables
+/// (KILN_LISTEN, KILN_WORKERS, KILN_DATABASE_URL, ...), then these flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file [default: $KILN_HOME/serve.toml when present].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Builds run at once [default: 2].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+}
+
+pub fn run(args: Args) -> u8 {
+    let mut cfg = match Config::load(args.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kiln: {e}");
+            return exit::USAGE;
+        }
+    };
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(w) = args.workers {
+        cfg.workers = w;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kiln: cannot start the async runtime: {e}");
+            return exit::INVALID;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match service::start(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("kiln: {e}");
+                return exit::INVALID;
+            }
+        };
+        if let Some(password) = &server.admin_password {
+            eprintln!(
+                "kiln serve: created the account `admin`; its password is shown only this once:\n\
+                 kiln serve: admin password: {password}"
+            );
+        }
+        eprintln!(
+            "kiln serve: listening on http://{} (state in {})",
+            server.addr,
+            server.app.cfg.home.display()
+        );
+        let shutdown = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+            eprintln!("kiln serve: shutting down");
+        };
+        match server.serve(shutdown).await {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("kiln: {e}");
+                exit::INVALID
+            }
+        }
+    })
+}
