@@ -153,3 +153,51 @@ proptest! {
         }
     }
 }
+
+fn any_root() -> kiln_signer::TrustRoot {
+    kiln_signer::TrustRoot {
+        name: "org".into(),
+        prefix: "docker.io/org".into(),
+        keys: vec![PrivateKey::generate().unwrap().public_key().clone()],
+        identities: Vec::new(),
+        trusted_root: None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn image_verification_never_panics(
+        manifest in proptest::collection::vec(any::<u8>(), 0..256),
+        media in prop_oneof![Just(kiln_signer::simple_signing::MEDIA_TYPE.to_owned()), "[a-z./+]{0,30}"],
+        sig in "[A-Za-z0-9+/=]{0,100}",
+        payload in proptest::collection::vec(any::<u8>(), 0..256),
+        digest in "[a-z0-9:]{0,72}",
+    ) {
+        let root = any_root();
+        let raw = kiln_signer::SignatureManifest { origin: "tag t".into(), manifest, blobs: Default::default() };
+        prop_assert!(kiln_signer::verify::verify_with_root("org/x:1", &digest, &[raw], &root).is_err());
+        let layer = kiln_signer::verify::signature_manifest(&payload, sig.as_bytes()).0;
+        let mut m: serde_json::Value = serde_json::from_slice(&layer).unwrap();
+        m["layers"][0]["mediaType"] = media.into();
+        m["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"] = sig.into();
+        let d = m["layers"][0]["digest"].as_str().unwrap().to_owned();
+        let shaped = kiln_signer::SignatureManifest {
+            origin: "tag t".into(),
+            manifest: serde_json::to_vec(&m).unwrap(),
+            blobs: [(d, payload)].into_iter().collect(),
+        };
+        prop_assert!(kiln_signer::verify::verify_with_root("org/x:1", &digest, &[shaped], &root).is_err());
+    }
+
+    #[test]
+    fn daemon_answers_every_line_without_panicking(line in proptest::collection::vec(any::<u8>(), 0..300), op in "[a-z-]{0,20}") {
+        let s = signer();
+        let r = kiln_signer::daemon::answer(&s, &line);
+        prop_assert!(r.signature.is_none() || r.ok);
+        let r = kiln_signer::daemon::answer(&s, format!(r#"{{"op":"{op}"}}"#).as_bytes());
+        prop_assert!(r.signature.is_none());
+        prop_assert!(r.ok == (op == "ping" || op == "public-key"));
+    }
+}
