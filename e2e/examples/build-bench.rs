@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
         .kernel
         .layout
         .join("blobs/sha256")
-        .join(kernel_layer_hex(&set.kernel.layout, &set.kernel.digest())?);
+        .join(kernel_layer_hex(&set.kernel.layout, set.kernel.digest())?);
     let modules_tar = work.path().join("kernel.tar");
     extract_kernel_tar(&layer, &modules_tar)?;
     let gzip1 = time_shell(&format!("gzip -1 -c {} > /dev/null", modules_tar.display()))?;
@@ -108,10 +108,14 @@ struct Run {
 }
 
 /// Runs `kiln build` (or, with `cache-warmup`, only pulls the images) and
-/// measures its wall time and peak RSS.
+/// measures its wall time and peak RSS. The RSS comes from GNU time, run
+/// around kiln: `wait4` here would also count this process's pages, which
+/// a forked child carries until it execs.
 fn run_kiln(kiln: &Path, dir: &Path, home: &Path, mode: &[&str]) -> anyhow::Result<Run> {
-    let mut cmd = Command::new(kiln);
-    cmd.current_dir(dir)
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "KILN-MAXRSS-KIB %M"])
+        .arg(kiln)
+        .current_dir(dir)
         .env("KILN_HOME", home)
         .env("HOME", home)
         .stdin(Stdio::null())
@@ -123,31 +127,25 @@ fn run_kiln(kiln: &Path, dir: &Path, home: &Path, mode: &[&str]) -> anyhow::Resu
         cmd.args(["build", "--offline", "-f", "kernel+initrd", "bench.yml"]);
     }
     let started = Instant::now();
-    let child = cmd.spawn()?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child; status and usage point at live locals.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let out = cmd
+        .output()
+        .context("running kiln under /usr/bin/time (Debian package `time`)")?;
     let wall = started.elapsed();
-    if waited != pid {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
-    }
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr {
-        use std::io::Read;
-        e.read_to_string(&mut stderr)?;
-    }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
         bail!("kiln build failed:\n{stderr}");
     }
+    let max_rss_kib = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("KILN-MAXRSS-KIB "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no RSS figure from /usr/bin/time")?;
     let initrd_bytes = std::fs::metadata(dir.join("bench-initrd.img"))
         .map(|m| m.len())
         .unwrap_or(0);
     Ok(Run {
         wall,
-        max_rss_kib: usage.ru_maxrss as u64,
+        max_rss_kib,
         initrd_bytes,
     })
 }

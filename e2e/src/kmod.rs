@@ -78,7 +78,12 @@ impl ModuleTree {
                 }
                 bail!("kernel module {name} is neither in the tree nor built in");
             };
-            let direct = modinfo_depends(&self.root.join(rel))?;
+            // modinfo spells some names with `-` (`regmap-spi`); the index
+            // keys use `_`, as the kernel does.
+            let direct: Vec<String> = modinfo_depends(&self.root.join(rel))?
+                .iter()
+                .map(|d| d.replace('-', "_"))
+                .collect();
             todo.extend(direct.iter().cloned());
             deps.insert(name, direct);
         }
