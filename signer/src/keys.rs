@@ -17,7 +17,7 @@ use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::Generate as _;
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use sha2::{Digest as _, Sha256};
-use zeroize::Zeroizing;
+pub use zeroize::Zeroizing;
 
 use crate::encrypted;
 use crate::error::{Error, Result};

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use kiln_signer::bundle::Bundle;
 use kiln_signer::daemon::{Daemon, SocketSigner};
 use kiln_signer::keys::{
-    check_private_file_mode, write_private_file, COSIGN_ENCRYPTED_LABEL, SIGSTORE_ENCRYPTED_LABEL,
+    check_private_file_mode, write_private_file, Zeroizing, COSIGN_ENCRYPTED_LABEL,
+    SIGSTORE_ENCRYPTED_LABEL,
 };
 use kiln_signer::{InProcessSigner, Password, PrivateKey, PublicKey, Signer};
 
@@ -170,7 +171,7 @@ fn write_pair(
         }
     }
     let private = match format {
-        KeyFormatArg::Pkcs8 => key.to_pkcs8_pem().map_err(usage)?.to_string(),
+        KeyFormatArg::Pkcs8 => key.to_pkcs8_pem().map_err(usage)?,
         KeyFormatArg::Cosign | KeyFormatArg::Sigstore => {
             let password =
                 Password::from_env_or_prompt("Password for the new key: ", true).map_err(usage)?;
@@ -179,7 +180,7 @@ fn write_pair(
             } else {
                 SIGSTORE_ENCRYPTED_LABEL
             };
-            key.to_encrypted_pem(&password, label).map_err(usage)?
+            Zeroizing::new(key.to_encrypted_pem(&password, label).map_err(usage)?)
         }
     };
     write_private_file(&key_path, private.as_bytes(), true).map_err(usage)?;
