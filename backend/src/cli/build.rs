@@ -11,6 +11,7 @@ use kiln_backend::engine::flatten::FlattenOptions;
 use kiln_backend::engine::formats::format::Format;
 use kiln_backend::engine::store::{self, Platform, Store};
 use kiln_shared::{Source, Spec};
+use kiln_signer::policy::TrustPolicy;
 
 use super::cache::config::{registry_config, Flags};
 use super::exit;
@@ -61,6 +62,10 @@ pub struct Args {
     /// A registry mirror, `URL` or `REGISTRY=URL`; repeatable.
     #[arg(long = "mirror", value_name = "[REGISTRY=]URL")]
     mirrors: Vec<String>,
+    /// Trust policy (TOML) naming the keys each org's images must be signed
+    /// with [default: $KILN_HOME/trust.toml when present].
+    #[arg(long, value_name = "FILE")]
+    trust_policy: Option<PathBuf>,
     /// A registry that may be used over plain HTTP; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
@@ -131,6 +136,20 @@ fn run_build(args: Args) -> Result<(), Failure> {
     let images = runtime
         .block_on(build::resolve_images(&spec, &platform, &store, &source))
         .map_err(failed)?;
+    let policy = trust_policy(args.trust_policy.as_deref())?;
+    let registry = match &source {
+        ImageSource::Registry { config, .. } => Some(config.as_ref()),
+        ImageSource::Offline => None,
+    };
+    let verified = runtime
+        .block_on(build::trust::verify(&spec, &images, &policy, registry))
+        .map_err(failed)?;
+    for v in &verified {
+        eprintln!(
+            "kiln: verified {} ({}) with key {} from trust root `{}`",
+            v.image, v.digest, v.key_fingerprint, v.trust_root
+        );
+    }
 
     let cwd = std::env::current_dir().map_err(|e| usage(format!("no working directory: {e}")))?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
@@ -193,6 +212,22 @@ fn run_build(args: Args) -> Result<(), Failure> {
             summary(&artifacts, started);
             Ok(())
         }
+    }
+}
+
+/// The trust policy: `--trust-policy`, else `$KILN_HOME/trust.toml` if it
+/// exists, else an empty policy (under which a spec's `trust` entries fail,
+/// naming the orgs that have no trust root).
+fn trust_policy(path: Option<&Path>) -> Result<TrustPolicy, Failure> {
+    let default = store::kiln_home().map(|h| h.join("trust.toml"));
+    let path = match (path, &default) {
+        (Some(p), _) => Some(p.to_owned()),
+        (None, Some(d)) if d.exists() => Some(d.clone()),
+        _ => None,
+    };
+    match path {
+        Some(p) => TrustPolicy::load(&p).map_err(usage),
+        None => Ok(TrustPolicy::default()),
     }
 }
 

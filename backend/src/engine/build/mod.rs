@@ -9,6 +9,7 @@ mod oci;
 pub mod output;
 pub mod plan;
 pub mod rootfs;
+pub mod trust;
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -48,6 +49,8 @@ pub enum BuildError {
     MissingSource { index: usize, path: PathBuf },
     #[error("{}: {error}", path.display())]
     Io { path: PathBuf, error: io::Error },
+    #[error("content trust refused the build:\n  {}", .0.join("\n  "))]
+    Untrusted(Vec<String>),
 }
 
 /// Where images come from.
