@@ -498,6 +498,21 @@ fn file_data_shorter_than_its_header_says() {
 }
 
 #[test]
+fn data_of_a_hidden_entry_cut_short_names_the_entry() {
+    // The lower layer's etc/motd is hidden, so its data is skipped, not
+    // read by the sink; the truncation is still found and reported.
+    let upper = RawTar::new().file("etc/motd", b"upper").finish();
+    let mut h = H::new("etc/motd", b'0');
+    h.size = 10_000;
+    let mut lower = header(&h).to_vec();
+    lower.extend_from_slice(&[b'm'; 1000]);
+    let err = reject(&[lower, upper]);
+    assert!(matches!(err.kind, FlattenErrorKind::Truncated(_)), "{err}");
+    assert_eq!(err.layer.as_deref(), Some("sha256:layer0"));
+    assert_eq!(err.path.as_deref(), Some("etc/motd"));
+}
+
+#[test]
 fn layer_ending_inside_a_header() {
     let mut layer = RawTar::new().file("ok", b"fine").finish();
     layer.truncate(1024);

@@ -89,6 +89,8 @@ pub(crate) struct TarStream<'a> {
     padding: u64,
     /// Set when the data ended before its declared size.
     truncated: bool,
+    /// The current member's path (lossy), for errors found while skipping.
+    current: Option<String>,
     finished: bool,
 }
 
@@ -99,6 +101,7 @@ impl<'a> TarStream<'a> {
             remaining: 0,
             padding: 0,
             truncated: false,
+            current: None,
             finished: false,
         }
     }
@@ -195,7 +198,13 @@ impl<'a> TarStream<'a> {
 
     /// The next member, or `None` at the end of the archive.
     pub(crate) fn next(&mut self, limits: &TarLimits) -> Result<Option<Member>, TarError> {
-        self.skip_data()?;
+        if let Err(kind) = self.skip_data() {
+            return Err(TarError {
+                path: self.current.take(),
+                kind,
+            });
+        }
+        self.current = None;
         if self.finished {
             return Ok(None);
         }
@@ -297,6 +306,8 @@ impl<'a> TarStream<'a> {
                     self.remaining = member.size;
                     self.padding = padding(member.size);
                     self.truncated = false;
+                    let shown = &member.path[..member.path.len().min(256)];
+                    self.current = Some(String::from_utf8_lossy(shown).into_owned());
                     return Ok(Some(member));
                 }
             }
