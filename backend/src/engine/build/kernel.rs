@@ -109,7 +109,7 @@ impl Sink for KernelPicker<'_> {
             match flatten::flatten(
                 std::slice::from_ref(&layer),
                 self.opts,
-                Role::Kernel,
+                Role::Raw,
                 "",
                 (&self.source, "kernel"),
                 self.out,

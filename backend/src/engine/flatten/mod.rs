@@ -68,6 +68,9 @@ pub enum Role {
     Volume,
     /// An onboot, onshutdown or service container.
     Container,
+    /// A tarball copied as it is: no per-entry filter and no touch entries
+    /// (the kernel image's module tarball, B.3).
+    Raw,
 }
 
 impl Role {
@@ -78,6 +81,7 @@ impl Role {
             Role::Init => "init",
             Role::Volume => "volume",
             Role::Container => "container",
+            Role::Raw => "raw",
         }
     }
 
@@ -322,12 +326,14 @@ pub fn flatten(
                 kind,
             })?;
     }
-    run.touch(sink).map_err(|(path, kind)| FlattenError {
-        image: image.to_owned(),
-        layer: None,
-        path,
-        kind,
-    })?;
+    if role != Role::Raw {
+        run.touch(sink).map_err(|(path, kind)| FlattenError {
+            image: image.to_owned(),
+            layer: None,
+            path,
+            kind,
+        })?;
+    }
     Ok(run.stats)
 }
 
@@ -414,7 +420,11 @@ impl Run<'_> {
             return Err(FlattenErrorKind::RootNotDirectory);
         }
 
-        let action = filter::action(&name, is_dir);
+        let action = if self.role == Role::Raw {
+            Action::Keep
+        } else {
+            filter::action(&name, is_dir)
+        };
         // What the entry is once written: a replaced etc/hosts is a file.
         let written_dir = is_dir && action != Action::Replace;
 
