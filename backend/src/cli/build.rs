@@ -66,6 +66,10 @@ pub struct Args {
     /// with [default: $KILN_HOME/trust.toml when present].
     #[arg(long, value_name = "FILE")]
     trust_policy: Option<PathBuf>,
+    /// Skip signature verification; allowed only when the trust policy sets
+    /// `allow_disable_content_trust = true`.
+    #[arg(long)]
+    disable_content_trust: bool,
     /// A registry that may be used over plain HTTP; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
@@ -141,9 +145,21 @@ fn run_build(args: Args) -> Result<(), Failure> {
         ImageSource::Registry { config, .. } => Some(config.as_ref()),
         ImageSource::Offline => None,
     };
-    let verified = runtime
-        .block_on(build::trust::verify(&spec, &images, &policy, registry))
-        .map_err(failed)?;
+    let verified = if args.disable_content_trust {
+        if !policy.allow_disable_content_trust {
+            return Err(usage(
+                "--disable-content-trust is not permitted: the trust policy does not set `allow_disable_content_trust = true`",
+            ));
+        }
+        eprintln!(
+            "kiln: content trust DISABLED (--disable-content-trust, permitted by the policy's allow_disable_content_trust): no image signature was verified"
+        );
+        Vec::new()
+    } else {
+        runtime
+            .block_on(build::trust::verify(&spec, &images, &policy, registry))
+            .map_err(failed)?
+    };
     for v in &verified {
         eprintln!(
             "kiln: verified {} ({}) with key {} from trust root `{}`",

@@ -5,8 +5,10 @@ mod build;
 mod cache;
 mod schema;
 mod serve;
+mod sign;
 mod signer;
 mod validate;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,8 @@ enum Command {
     Serve(serve::Args),
     #[command(flatten)]
     Signer(signer::Command),
+    Sign(sign::Args),
+    Verify(verify::Args),
 }
 
 /// Exit codes shared by every subcommand.
@@ -51,6 +55,8 @@ pub fn run() -> ExitCode {
         Command::Cache(args) => cache::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Signer(command) => signer::run(command),
+        Command::Sign(args) => sign::run(args),
+        Command::Verify(args) => verify::run(args),
     };
     ExitCode::from(code)
 }
