@@ -13,7 +13,7 @@
 //! the store, no cached initrd members), a rebuild after one service
 //! changed (members cached), and a no-change rebuild.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use kiln_e2e::registry::Registry;
 
 fn main() -> anyhow::Result<()> {
     let full = !matches!(std::env::args().nth(1).as_deref(), Some("small"));
-    let kiln = kiln_bin()?;
+    let kiln = kiln_e2e::tools::kiln_bin()?;
     let work = tempfile::Builder::new()
         .prefix("kiln-build-bench-")
         .tempdir()?;
@@ -185,23 +185,4 @@ fn time_shell(script: &str) -> anyhow::Result<Duration> {
         bail!("`{script}` failed");
     }
     Ok(started.elapsed())
-}
-
-fn kiln_bin() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("KILN_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|p| p.join("kiln"))
-        .context("no profile directory above the example")?;
-    if !bin.is_file() {
-        bail!(
-            "{} is missing: run `cargo build --release -p kiln-backend --bin kiln` first (or set KILN_BIN)",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }

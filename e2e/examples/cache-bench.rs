@@ -15,7 +15,7 @@
 //! (and minimum) over ROUNDS rounds (default 5); the store and output
 //! directories are fresh for every cold run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
         Some(n) => n.parse().context("ROUNDS must be a number")?,
         None => 5,
     };
-    let kiln = kiln_bin()?;
+    let kiln = kiln_e2e::tools::kiln_bin()?;
     let skopeo = tools::find("skopeo", "skopeo")?;
     let work = tempfile::Builder::new()
         .prefix("kiln-cache-bench-")
@@ -156,25 +156,6 @@ fn median(v: &[Duration]) -> Duration {
 
 fn min(v: &[Duration]) -> Duration {
     v.iter().copied().min().unwrap_or_default()
-}
-
-fn kiln_bin() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("KILN_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|p| p.join("kiln"))
-        .context("no profile directory above the example")?;
-    if !bin.is_file() {
-        bail!(
-            "{} is missing: run `cargo build --release -p kiln-backend --bin kiln` first (or set KILN_BIN)",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }
 
 fn cli_pull(kiln: &Path, store: &Path, refs: &[String]) -> anyhow::Result<()> {

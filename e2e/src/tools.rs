@@ -65,3 +65,27 @@ pub fn describe(cmd: &Command) -> String {
     );
     parts.join(" ")
 }
+
+/// The `kiln` binary: `$KILN_BIN`, else `kiln` in the target directory the
+/// calling test or example was built into (`target/<profile>/deps/<test>`
+/// or `target/<profile>/examples/<name>` → `target/<profile>/kiln`).
+/// `cargo test --workspace` builds it, because kiln-backend has integration
+/// tests; for examples, `cargo build [--release] -p kiln-backend --bin kiln`.
+pub fn kiln_bin() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("KILN_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("kiln"))
+        .context("no target/<profile> directory above this binary")?;
+    if !bin.is_file() {
+        bail!(
+            "the kiln binary is not at {}: build it first with `cargo build -p kiln-backend --bin kiln` (add --release for examples), or set KILN_BIN",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

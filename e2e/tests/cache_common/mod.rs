@@ -15,27 +15,9 @@ use kiln_e2e::fixtures::{self, Fixture, FixtureOptions, FixtureSet};
 use kiln_e2e::registry::Registry;
 use tempfile::TempDir;
 
-/// The `kiln` binary: `$KILN_BIN`, else `kiln` in the target directory this
-/// test binary was built into (`target/<profile>/deps/<test>` →
-/// `target/<profile>/kiln`). `cargo test --workspace` builds it, because
-/// kiln-backend has integration tests.
+/// The `kiln` binary (see [`kiln_e2e::tools::kiln_bin`]).
 pub fn kiln_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("KILN_BIN") {
-        return PathBuf::from(bin);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary in target/<profile>/deps");
-    let bin = profile_dir.join("kiln");
-    assert!(
-        bin.is_file(),
-        "the kiln binary is not at {}: build it first with `cargo build -p kiln-backend --bin \
-         kiln` (`cargo test --workspace` does), or set KILN_BIN",
-        bin.display()
-    );
-    bin
+    kiln_e2e::tools::kiln_bin().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Every fixture, built once per test binary into
