@@ -9,7 +9,6 @@ use kiln_signer::keys::Password;
 use kiln_signer::simple_signing::SimpleSigning;
 use kiln_signer::verify::{signature_manifest, signature_tag};
 use kiln_signer::PrivateKey;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::RegistryOperation;
 use sha2::{Digest as _, Sha256};
@@ -98,25 +97,9 @@ async fn push_signature(
     config: &RegistryConfig,
 ) -> Result<(), String> {
     let registry = reference.registry().to_owned();
-    let client = oci_client::Client::try_from(ClientConfig {
-        protocol: if config.allows_plain_http(&registry) {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        extra_root_certificates: config
-            .extra_root_certificates
-            .iter()
-            .map(|pem| Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: pem.clone(),
-            })
-            .collect(),
-        connect_timeout: Some(config.connect_timeout),
-        read_timeout: Some(config.read_timeout),
-        ..ClientConfig::default()
-    })
-    .map_err(|e| format!("building registry client: {e}"))?;
+    let client =
+        oci_client::Client::try_from(config.client_config(config.allows_plain_http(&registry)))
+            .map_err(|e| format!("building registry client: {e}"))?;
     let auth = match config.credentials.get(&registry) {
         Some(Credential::Basic { username, password }) => RegistryAuth::Basic(username, password),
         Some(Credential::RegistryToken(token)) => RegistryAuth::Bearer(token),

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use kiln_signer::verify::{signature_tag, SignatureManifest};
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciDescriptor, OCI_IMAGE_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
@@ -61,25 +60,8 @@ pub async fn fetch_signatures(
             config.allows_plain_http(reference.registry()),
         ),
     };
-    let client = oci_client::Client::try_from(ClientConfig {
-        protocol: if plain_http {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        extra_root_certificates: config
-            .extra_root_certificates
-            .iter()
-            .map(|pem| Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: pem.clone(),
-            })
-            .collect(),
-        connect_timeout: Some(config.connect_timeout),
-        read_timeout: Some(config.read_timeout),
-        ..ClientConfig::default()
-    })
-    .map_err(|e| fail(format!("building registry client: {e}")))?;
+    let client = oci_client::Client::try_from(config.client_config(plain_http))
+        .map_err(|e| fail(format!("building registry client: {e}")))?;
     let auth = match config.credentials.get(&registry) {
         Some(Credential::Basic { username, password }) => RegistryAuth::Basic(username, password),
         Some(Credential::RegistryToken(token)) => RegistryAuth::Bearer(token),

@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+
 use super::credentials::Credentials;
 use super::mirror::Mirrors;
 use crate::engine::store::MAX_MANIFEST_BYTES;
@@ -45,7 +47,34 @@ impl Default for RegistryConfig {
     }
 }
 
+/// What kiln tells registries it is.
+pub const USER_AGENT: &str = concat!("kiln/", env!("CARGO_PKG_VERSION"));
+
 impl RegistryConfig {
+    /// The oci-client settings every kiln registry session shares:
+    /// protocol, extra root certificates, timeouts and user agent.
+    pub fn client_config(&self, plain_http: bool) -> ClientConfig {
+        ClientConfig {
+            protocol: if plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            extra_root_certificates: self
+                .extra_root_certificates
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.clone(),
+                })
+                .collect(),
+            connect_timeout: Some(self.connect_timeout),
+            read_timeout: Some(self.read_timeout),
+            user_agent: USER_AGENT,
+            ..ClientConfig::default()
+        }
+    }
+
     /// Whether `host` (`host[:port]`) may be spoken to over plain HTTP: only
     /// loopback hosts and those listed in `insecure_registries`.
     pub fn allows_plain_http(&self, host: &str) -> bool {

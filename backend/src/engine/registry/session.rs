@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::ClientConfig;
+
+use super::config::USER_AGENT;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -24,7 +26,6 @@ use crate::engine::store::{
     BlobWriter, Descriptor, Digest, Expected, Lease, ManifestDoc, StoreError, MANIFEST_MEDIA_TYPES,
 };
 
-const USER_AGENT: &str = concat!("kiln/", env!("CARGO_PKG_VERSION"));
 /// How much of an error body is quoted in messages.
 const ERROR_BODY_QUOTE: usize = 300;
 
@@ -105,24 +106,8 @@ impl Session {
         };
 
         let oci = oci_client::Client::try_from(ClientConfig {
-            protocol: if plain_http {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            extra_root_certificates: config
-                .extra_root_certificates
-                .iter()
-                .map(|pem| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: pem.clone(),
-                })
-                .collect(),
             platform_resolver: None,
-            connect_timeout: Some(config.connect_timeout),
-            read_timeout: Some(config.read_timeout),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
+            ..config.client_config(plain_http)
         })
         .map_err(|e| unreachable(format!("building registry client: {}", chain(&e))))?;
 
