@@ -5,10 +5,9 @@
 mod cache_common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use cache_common::{fixtures, kiln_bin, reference, registry_with};
+use cache_common::{fixtures, kiln_in, reference, registry_with};
 use kiln_e2e::qemu::{BootSpec, Vm};
 use kiln_e2e::registry::Registry;
 
@@ -72,10 +71,7 @@ fn build(dir: &Path, spec: &str, formats: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("boot.yml"), spec).unwrap();
     let out = dir.join("out");
-    let run = Command::new(kiln_bin())
-        .current_dir(dir)
-        .env("KILN_HOME", dir.join("home"))
-        .env("HOME", dir.join("home"))
+    let run = kiln_in(dir)
         .args(["build", "-f", formats, "--dir"])
         .arg(&out)
         .arg("boot.yml")

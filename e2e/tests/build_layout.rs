@@ -9,9 +9,8 @@ mod cache_common;
 
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
 
-use cache_common::{fixtures, kiln_bin, reference, registry_with};
+use cache_common::{fixtures, kiln_in, reference, registry_with};
 use serde_json::{json, Value};
 
 fn spec(r: &dyn Fn(&kiln_e2e::fixtures::Fixture) -> String) -> String {
@@ -150,10 +149,7 @@ fn build_tar() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let text = spec(&|f| reference(&registry, f));
     std::fs::write(dir.path().join("layout.yml"), &text).unwrap();
-    let out = Command::new(kiln_bin())
-        .current_dir(dir.path())
-        .env("KILN_HOME", dir.path().join("home"))
-        .env("HOME", dir.path().join("home"))
+    let out = kiln_in(dir.path())
         .args(["build", "-o", "layout.tar", "layout.yml"])
         .output()
         .unwrap();

@@ -5,9 +5,9 @@
 mod cache_common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use cache_common::{fixtures, kiln_bin};
+use cache_common::{fixtures, kiln_in};
 use kiln_e2e::seeded::{Seeded, BADSIG_REPO, UNSIGNED_REPO};
 
 fn spec(seeded: &Seeded, service_repo: &str) -> String {
@@ -22,11 +22,8 @@ fn spec(seeded: &Seeded, service_repo: &str) -> String {
 
 fn build(dir: &Path, spec: &str, policy: Option<&str>) -> Output {
     std::fs::write(dir.join("trust.yml"), spec).unwrap();
-    let mut cmd = Command::new(kiln_bin());
-    cmd.current_dir(dir)
-        .env("KILN_HOME", dir.join("home"))
-        .env("HOME", dir.join("home"))
-        .args(["build", "-f", "tar", "--dir", "out"]);
+    let mut cmd = kiln_in(dir);
+    cmd.args(["build", "-f", "tar", "--dir", "out"]);
     if let Some(policy) = policy {
         std::fs::write(dir.join("policy.toml"), policy).unwrap();
         cmd.args(["--trust-policy", "policy.toml"]);

@@ -19,19 +19,8 @@ const PASSWORD: &str = "kiln-e2e-pass";
 /// The sigstore-js release the bundle check installs.
 const SIGSTORE_JS: &str = "sigstore@3.1.0";
 
-/// `$KILN_BIN`, else `kiln` next to this test's `deps/` directory.
 fn kiln_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("KILN_BIN") {
-        return PathBuf::from(bin);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("kiln");
-    assert!(
-        bin.is_file(),
-        "no kiln binary at {}: `cargo build -p kiln-backend --bin kiln` or set KILN_BIN",
-        bin.display()
-    );
-    bin
+    kiln_e2e::tools::kiln_bin().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn kiln(dir: &Path, args: &[&str]) -> Output {

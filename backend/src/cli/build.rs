@@ -1,7 +1,7 @@
 //! `kiln build`: build images from spec files, flag-compatible with
 //! `linuxkit build` where the flags apply.
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -268,18 +268,15 @@ fn image_source(args: &Args) -> Result<ImageSource, Failure> {
 fn read_specs(files: &[PathBuf]) -> Result<Spec, Failure> {
     let mut texts = Vec::new();
     for path in files {
-        let (name, text) = if path.as_os_str() == "-" {
-            let mut text = String::new();
-            io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| usage(format!("cannot read standard input: {e}")))?;
-            ("<stdin>".to_owned(), text)
-        } else {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-            (path.display().to_string(), text)
-        };
-        texts.push((name, text));
+        match super::validate::read(path) {
+            Ok(Ok(input)) => texts.push((input.name, input.text)),
+            // Not UTF-8: reported like any other spec error.
+            Ok(Err(diagnostic)) => {
+                eprintln!("{diagnostic}");
+                return Err(failed("the spec has errors; nothing was built"));
+            }
+            Err(e) => return Err(usage(format!("cannot read {}: {e}", path.display()))),
+        }
     }
     let sources: Vec<Source<'_>> = texts
         .iter()

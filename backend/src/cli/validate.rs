@@ -32,9 +32,10 @@ enum Format {
     Json,
 }
 
-struct Input {
-    name: String,
-    text: String,
+/// A spec file's name (as it is reported) and text.
+pub(super) struct Input {
+    pub name: String,
+    pub text: String,
 }
 
 pub fn run(args: Args) -> u8 {
@@ -101,7 +102,7 @@ fn plural(n: usize) -> &'static str {
 
 /// Reads a file, or standard input for `-`. Text that is not UTF-8 is a
 /// diagnostic about the file, not a failure to read it.
-fn read(path: &PathBuf) -> io::Result<Result<Input, Diagnostic>> {
+pub(super) fn read(path: &PathBuf) -> io::Result<Result<Input, Diagnostic>> {
     let (name, bytes) = if path.as_os_str() == "-" {
         let mut bytes = Vec::new();
         io::stdin().read_to_end(&mut bytes)?;

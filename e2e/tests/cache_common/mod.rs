@@ -20,6 +20,16 @@ pub fn kiln_bin() -> PathBuf {
     kiln_e2e::tools::kiln_bin().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
+/// A `kiln` command run in `dir`, with `dir/home` as its `KILN_HOME` (and
+/// `HOME`, so no real Docker or kiln config is read).
+pub fn kiln_in(dir: &Path) -> Command {
+    let mut cmd = Command::new(kiln_bin());
+    cmd.current_dir(dir)
+        .env("KILN_HOME", dir.join("home"))
+        .env("HOME", dir.join("home"));
+    cmd
+}
+
 /// Every fixture, built once per test binary into
 /// `$CARGO_TARGET_TMPDIR/<test binary>-fixtures` (rebuilt each run).
 pub fn fixtures() -> &'static FixtureSet {

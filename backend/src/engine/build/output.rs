@@ -155,16 +155,16 @@ pub fn write_kernel_initrd(
             (Some(cache), Some(key)) => Some(cache.join(format!("{key}.cpio.gz"))),
             _ => None,
         };
-        // The kernel section also yields the boot files, so it is cached
-        // with them; see `BootCache`.
-        if let Some(path) = cached.as_ref().filter(|p| p.exists()) {
-            if matches!(section, Section::Kernel) && !restore_boot(path, &kernel_path, &mut boot) {
-                // Boot files missing from the cache: rebuild the section.
-            } else {
-                members.push(path.clone());
-                reused += 1;
-                continue;
-            }
+        // The kernel section also yields the boot files, cached beside its
+        // member; if they are gone, the section is rebuilt.
+        let reusable = cached.as_ref().filter(|p| {
+            p.exists()
+                && (!matches!(section, Section::Kernel) || restore_boot(p, &kernel_path, &mut boot))
+        });
+        if let Some(path) = reusable {
+            members.push(path.clone());
+            reused += 1;
+            continue;
         }
         let member = scratch.join(format!("{i:04}.cpio.gz"));
         let file = File::create(&member).map_err(io_at(&member))?;
