@@ -9,6 +9,7 @@
 //!   verifier is checked against signatures it did not make.
 //! * [`seeded`] puts it together: a registry holding every fixture, signed
 //!   by a trusted key, a rogue key, or not at all.
+//! * [`service`] runs the real `kiln serve` and talks to its API.
 
 pub mod debs;
 pub mod fixtures;
@@ -17,6 +18,7 @@ pub mod oci;
 pub mod qemu;
 pub mod registry;
 pub mod seeded;
+pub mod service;
 pub mod sign;
 pub mod tarball;
 pub mod tools;

@@ -53,6 +53,11 @@ fn signed_org_builds_and_bad_or_missing_signatures_are_refused() {
     let stderr = String::from_utf8_lossy(&ok.stderr);
     assert!(ok.status.success(), "signed images must build:\n{stderr}");
     assert!(stderr.contains("kiln: verified"), "{stderr}");
+    // The build summary records what verified, for provenance.
+    assert!(
+        stderr.contains("kiln: content trust: verified") && stderr.contains("(key sha256:"),
+        "{stderr}"
+    );
     assert!(dir.path().join("out/trust.tar").is_file());
 
     for (repo, reason) in [

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kiln_backend::engine::build::output::InitrdOptions;
-use kiln_backend::engine::build::{self, Artifact, BuildRequest, ImageSource};
+use kiln_backend::engine::build::trust::TrustRecord;
+use kiln_backend::engine::build::{self, Artifact, BuildError, BuildRequest, ImageSource};
 use kiln_backend::engine::flatten::FlattenOptions;
 use kiln_backend::engine::formats::format::Format;
 use kiln_backend::engine::store::{self, Platform, Store};
@@ -145,22 +146,26 @@ fn run_build(args: Args) -> Result<(), Failure> {
         ImageSource::Registry { config, .. } => Some(config.as_ref()),
         ImageSource::Offline => None,
     };
-    let verified = if args.disable_content_trust {
-        if !policy.allow_disable_content_trust {
-            return Err(usage(
+    let trust = runtime
+        .block_on(build::trust::enforce(
+            &spec,
+            &images,
+            &policy,
+            registry,
+            args.disable_content_trust,
+        ))
+        .map_err(|e| match e {
+            BuildError::DisableNotPermitted => usage(
                 "--disable-content-trust is not permitted: the trust policy does not set `allow_disable_content_trust = true`",
-            ));
-        }
+            ),
+            other => failed(other),
+        })?;
+    if trust.disabled {
         eprintln!(
             "kiln: content trust DISABLED (--disable-content-trust, permitted by the policy's allow_disable_content_trust): no image signature was verified"
         );
-        Vec::new()
-    } else {
-        runtime
-            .block_on(build::trust::verify(&spec, &images, &policy, registry))
-            .map_err(failed)?
-    };
-    for v in &verified {
+    }
+    for v in &trust.verified {
         eprintln!(
             "kiln: verified {} ({}) with key {} from trust root `{}`",
             v.image, v.digest, v.key_fingerprint, v.trust_root
@@ -197,6 +202,7 @@ fn run_build(args: Args) -> Result<(), Failure> {
                 formats[0],
                 started.elapsed().as_secs_f64()
             );
+            eprintln!("kiln: {}", trust.summary());
             Ok(())
         }
         Some(out) => {
@@ -220,12 +226,12 @@ fn run_build(args: Args) -> Result<(), Failure> {
             drop(w);
             std::fs::rename(&tmp, out).map_err(|e| failed(format!("{}: {e}", out.display())))?;
             let artifact = build::artifact_of(out).map_err(failed)?;
-            summary(&[artifact], started);
+            summary(&[artifact], &trust, started);
             Ok(())
         }
         None => {
             let artifacts = build::write_outputs(&req, &store, &images).map_err(failed)?;
-            summary(&artifacts, started);
+            summary(&artifacts, &trust, started);
             Ok(())
         }
     }
@@ -313,8 +319,9 @@ fn open_store(cache: Option<&Path>) -> Result<Store, Failure> {
     Store::open(&dir).map_err(|e| usage(format!("cannot open the store {}: {e}", dir.display())))
 }
 
-/// One line: each output with its size and sha256, and the time taken.
-fn summary(artifacts: &[Artifact], started: Instant) {
+/// Each output with its size and sha256, the time taken, and what content
+/// trust verified (or that it was disabled).
+fn summary(artifacts: &[Artifact], trust: &TrustRecord, started: Instant) {
     let parts: Vec<String> = artifacts
         .iter()
         .map(|a| {
@@ -331,4 +338,5 @@ fn summary(artifacts: &[Artifact], started: Instant) {
         parts.join(", "),
         started.elapsed().as_secs_f64()
     );
+    eprintln!("kiln: {}", trust.summary());
 }

@@ -3,6 +3,9 @@
 
 mod build;
 mod cache;
+mod credentials;
+mod login;
+mod remote;
 mod schema;
 mod serve;
 mod sign;
@@ -30,6 +33,8 @@ enum Command {
     Schema(schema::Args),
     Cache(cache::Args),
     Serve(serve::Args),
+    Login(login::Args),
+    Remote(remote::Args),
     #[command(flatten)]
     Signer(signer::Command),
     Sign(sign::Args),
@@ -54,6 +59,8 @@ pub fn run() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Cache(args) => cache::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Login(args) => login::run(args),
+        Command::Remote(args) => remote::run(args),
         Command::Signer(command) => signer::run(command),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),

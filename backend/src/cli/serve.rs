@@ -22,6 +22,16 @@ pub struct Args {
     /// Builds run at once [default: 2].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The server's trust policy (TOML), enforced on every team's builds
+    /// together with the team's own.
+    #[arg(long, value_name = "FILE")]
+    trust_policy: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> u8 {
@@ -37,6 +47,13 @@ pub fn run(args: Args) -> u8 {
     }
     if let Some(w) = args.workers {
         cfg.workers = w;
+    }
+    if args.tls_cert.is_some() {
+        cfg.tls_cert = args.tls_cert;
+        cfg.tls_key = args.tls_key;
+    }
+    if args.trust_policy.is_some() {
+        cfg.trust_policy = args.trust_policy;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,7 +80,8 @@ pub fn run(args: Args) -> u8 {
             );
         }
         eprintln!(
-            "kiln serve: listening on http://{} (state in {})",
+            "kiln serve: listening on {}://{} (state in {})",
+            if server.app.tls { "https" } else { "http" },
             server.addr,
             server.app.cfg.home.display()
         );

@@ -43,6 +43,9 @@ pub struct Config {
     /// PEM certificate chain and key; serve HTTPS when both are set.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// The server's trust policy (TOML), applied to every team's builds
+    /// together with the team's own policy.
+    pub trust_policy: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             heartbeat_timeout_secs: 60,
             tls_cert: None,
             tls_key: None,
+            trust_policy: None,
         }
     }
 }
@@ -85,6 +89,7 @@ const KEYS: &[&str] = &[
     "heartbeat_timeout_secs",
     "tls_cert",
     "tls_key",
+    "trust_policy",
 ];
 
 impl Config {

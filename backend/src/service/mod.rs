@@ -4,6 +4,8 @@
 //! - `db` — SQLite through sqlx, with the embedded migrations.
 //! - `auth` — accounts, tokens, sessions, roles, the login rate limit.
 //! - `jobs` — the persistent build queue and its worker pool.
+//! - `trust` — the server's and a team's trust policies, combined.
+//! - `tls` — HTTPS with rustls when a certificate and key are configured.
 //! - `api` — one router per resource under `/api/v1`, and the OpenAPI
 //!   document generated from them.
 
@@ -12,10 +14,14 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod jobs;
+pub mod tls;
+pub mod trust;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use kiln_signer::policy::TrustPolicy;
 
 use crate::engine::store::{self, Store};
 
@@ -31,6 +37,8 @@ pub struct App {
     pub limiter: auth::LoginLimiter,
     /// Whether the service is served over TLS (cookies get `Secure`).
     pub tls: bool,
+    /// The server's trust policy, from `trust_policy`.
+    pub trust_policy: Option<TrustPolicy>,
 }
 
 pub type AppState = Arc<App>;
@@ -42,21 +50,26 @@ pub struct Server {
     /// The first start's admin password, to print once.
     pub admin_password: Option<String>,
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Opens the state, migrates, creates the first admin when there is no
 /// account, recovers builds a dead process left running, starts the
 /// workers and binds the listener.
 pub async fn start(cfg: Config) -> Result<Server, String> {
-    if cfg.tls_cert.is_some() || cfg.tls_key.is_some() {
-        return Err(
-            "TLS (tls_cert, tls_key) is not supported yet; put a TLS proxy in front".into(),
-        );
-    }
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (None, None) => None,
+        _ => return Err("TLS needs both tls_cert and tls_key".into()),
+    };
     for dir in ["work", "artifacts/sha256"] {
         let d = cfg.home.join(dir);
         std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
+    let trust_policy = match &cfg.trust_policy {
+        Some(path) => Some(TrustPolicy::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let store_dir = store::default_store_dir(&cfg.home);
     let store = Store::open(&store_dir)
         .map_err(|e| format!("cannot open the store {}: {e}", store_dir.display()))?;
@@ -76,7 +89,8 @@ pub async fn start(cfg: Config) -> Result<Server, String> {
         store,
         jobs: jobs::Jobs::default(),
         limiter: auth::LoginLimiter::default(),
-        tls: false,
+        tls: tls.is_some(),
+        trust_policy,
     });
     let recovered = jobs::recover(&app, None)
         .await
@@ -90,6 +104,7 @@ pub async fn start(cfg: Config) -> Result<Server, String> {
         app,
         admin_password,
         listener,
+        tls,
     })
 }
 
@@ -101,12 +116,21 @@ impl Server {
     ) -> Result<(), String> {
         let router = api::router(self.app.clone());
         let app = self.app.clone();
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let make = router.into_make_service_with_connect_info::<tls::Peer>();
+        match self.tls {
+            Some(acceptor) => {
+                let listener = tls::TlsListener::new(self.listener, acceptor)
+                    .map_err(|e| format!("listener: {e}"))?;
+                axum::serve(listener, make)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(self.listener, make)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
         .map_err(|e| format!("serving: {e}"))?;
         app.jobs.stop();
         Ok(())

@@ -51,6 +51,8 @@ pub enum BuildError {
     Io { path: PathBuf, error: io::Error },
     #[error("content trust refused the build:\n  {}", .0.join("\n  "))]
     Untrusted(Vec<String>),
+    #[error("disabling content trust is not permitted: the trust policy does not set `allow_disable_content_trust = true`")]
+    DisableNotPermitted,
 }
 
 /// Where images come from.

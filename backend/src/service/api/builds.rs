@@ -45,6 +45,11 @@ pub struct SubmitBuild {
     /// Pull every image even when the store has it.
     #[serde(default)]
     pub pull: bool,
+    /// Skip signature verification; allowed only when the server's and the
+    /// team's trust policies both set `allow_disable_content_trust`. The
+    /// build records that it was used.
+    #[serde(default)]
+    pub disable_content_trust: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -69,6 +74,28 @@ pub struct ArtifactInfo {
     pub url: String,
 }
 
+/// A signature that verified during a build.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VerifiedImage {
+    /// The image as the spec names it.
+    pub image: String,
+    /// The manifest (or index) digest the signature covers.
+    pub digest: String,
+    /// `sha256:` fingerprint of the public key that verified it.
+    pub key_fingerprint: String,
+    /// The trust policy entry the key came from.
+    pub trust_root: String,
+}
+
+/// What content trust did for a build, once its images were checked.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ContentTrust {
+    /// Verification was switched off with `disable_content_trust`.
+    pub disabled: bool,
+    /// Every image that had to verify, with the signature that did.
+    pub verified: Vec<VerifiedImage>,
+}
+
 /// A build and, once it succeeded, its artifacts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Build {
@@ -88,6 +115,10 @@ pub struct Build {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Asked to skip signature verification.
+    pub disable_content_trust: bool,
+    /// Present once the images' signatures were checked (or skipped).
+    pub content_trust: Option<ContentTrust>,
     pub artifacts: Vec<ArtifactInfo>,
 }
 
@@ -118,7 +149,8 @@ pub struct EventsQuery {
 }
 
 const COLUMNS: &str = "id, team, state, name, formats, arch, created_by, spec_digest, attempts, \
-                       error, created_at, started_at, finished_at";
+                       error, created_at, started_at, finished_at, disable_content_trust, \
+                       content_trust";
 
 fn state_of(s: &str) -> BuildState {
     match s {
@@ -145,6 +177,10 @@ fn build_of(r: &SqliteRow) -> Build {
         created_at: rfc3339(r.get(10)),
         started_at: r.get::<Option<i64>, _>(11).map(rfc3339),
         finished_at: r.get::<Option<i64>, _>(12).map(rfc3339),
+        disable_content_trust: r.get::<i64, _>(13) != 0,
+        content_trust: r
+            .get::<Option<&str>, _>(14)
+            .and_then(|t| serde_json::from_str(t).ok()),
         artifacts: Vec::new(),
     }
 }
@@ -273,11 +309,21 @@ pub async fn submit(
             10,
         ));
     }
+    if req.disable_content_trust {
+        let policy = jobs::team_trust_policy(&app, &team)
+            .await
+            .map_err(ApiError::bad_request)?;
+        if !policy.allow_disable_content_trust {
+            return Err(ApiError::bad_request(
+                "disable_content_trust is not permitted: the server's and the team's trust policies must both set `allow_disable_content_trust = true`",
+            ));
+        }
+    }
     let id = db::new_id();
     let digest = hex::encode(Sha256::digest(req.spec.as_bytes()));
     sqlx::query(
         "INSERT INTO builds (id, team, created_by, state, spec, spec_digest, formats, name, arch, \
-         pull, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+         pull, disable_content_trust, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(&team)
@@ -288,6 +334,7 @@ pub async fn submit(
     .bind(&name)
     .bind(&arch)
     .bind(req.pull as i64)
+    .bind(req.disable_content_trust as i64)
     .bind(db::now())
     .execute(&app.db)
     .await?;
@@ -298,7 +345,11 @@ pub async fn submit(
         Some(&team),
         "build.submit",
         Some(&id),
-        serde_json::json!({ "formats": formats, "spec_digest": digest }),
+        serde_json::json!({
+            "formats": formats,
+            "spec_digest": digest,
+            "disable_content_trust": req.disable_content_trust,
+        }),
     )
     .await;
     app.jobs.queued();

@@ -1,6 +1,7 @@
 //! Each team's trust policy: which orgs and images must carry valid
-//! signatures, and the keys that verify them. Stored and audited here; the
-//! build engine does not enforce it yet.
+//! signatures, and the keys that verify them. Checked when stored (it must
+//! parse and must not overlap the server's policy), audited, and enforced
+//! on the team's builds together with the server's policy.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -12,11 +13,13 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::service::auth::{Caller, Role};
 use crate::service::db::{self, rfc3339};
-use crate::service::AppState;
+use crate::service::{trust, AppState};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Policy {
-    /// The policy document (a JSON object).
+    /// The policy document: a JSON object with the trust policy's keys
+    /// (`require`, `allow_disable_content_trust`, and `org` entries with a
+    /// `name` and inline PEM `public_keys`).
     #[schema(value_type = Object)]
     pub policy: serde_json::Map<String, serde_json::Value>,
     /// When it last changed (absent while never set).
@@ -72,6 +75,10 @@ pub async fn put_policy(
     ApiJson(req): ApiJson<Policy>,
 ) -> Result<Json<Policy>, ApiError> {
     caller.require(&team, Role::Admin)?;
+    if !req.policy.is_empty() {
+        let parsed = trust::team_policy(&req.policy).map_err(ApiError::bad_request)?;
+        trust::combine(app.trust_policy.as_ref(), Some(&parsed)).map_err(ApiError::bad_request)?;
+    }
     let now = db::now();
     let text = serde_json::Value::Object(req.policy.clone()).to_string();
     sqlx::query(

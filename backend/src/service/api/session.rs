@@ -1,7 +1,6 @@
 //! Logging in and out (session cookies), who am I, and creating accounts.
 
-use std::net::SocketAddr;
-
+use crate::service::tls::Peer;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -74,7 +73,7 @@ fn dummy_hash() -> &'static str {
 )]
 pub async fn login(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let ip = peer.ip();

@@ -14,11 +14,18 @@ pub type Db = SqlitePool;
 
 /// The migrations in `backend/migrations/`, compiled into the binary (no
 /// proc macro needed: `include_str!` and sqlx's runtime migrator).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "service",
-    include_str!("../../../migrations/0001_service.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "service",
+        include_str!("../../../migrations/0001_service.sql"),
+    ),
+    (
+        2,
+        "content_trust",
+        include_str!("../../../migrations/0002_content_trust.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded;

@@ -6,7 +6,8 @@
 //! Restart safety: on start, every build left `running` by a dead process is
 //! queued again while it has attempts left, else failed with the reason.
 //! Identical builds running at once (same spec, formats, name, platform and
-//! image digests) share one execution, singleflight-style.
+//! image digests) share one execution, singleflight-style. Content trust is
+//! checked per build, before the shared execution.
 
 pub mod metrics;
 
@@ -17,14 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kiln_shared::Spec;
+use kiln_signer::policy::TrustPolicy;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 use tokio::sync::{watch, Notify, OnceCell};
 
 use self::metrics::Metrics;
-use super::db;
-use super::AppState;
+use super::{db, trust, AppState};
 use crate::engine::build::output::InitrdOptions;
 use crate::engine::build::{self, BuildRequest, ImageSource};
 use crate::engine::flatten::FlattenOptions;
@@ -203,6 +204,8 @@ struct Job {
     arch: String,
     pull: bool,
     attempt: i64,
+    team: String,
+    disable_content_trust: bool,
 }
 
 async fn claim(app: &AppState) -> Result<Option<Job>, sqlx::Error> {
@@ -212,7 +215,8 @@ async fn claim(app: &AppState) -> Result<Option<Job>, sqlx::Error> {
          heartbeat_at = ?, worker = ? \
          WHERE id = (SELECT id FROM builds WHERE state = 'queued' ORDER BY created_at, id LIMIT 1) \
            AND state = 'queued' \
-         RETURNING id, spec, spec_digest, formats, name, arch, pull, attempts",
+         RETURNING id, spec, spec_digest, formats, name, arch, pull, attempts, team, \
+           disable_content_trust",
     )
     .bind(now)
     .bind(now)
@@ -228,6 +232,8 @@ async fn claim(app: &AppState) -> Result<Option<Job>, sqlx::Error> {
         arch: r.get(5),
         pull: r.get::<i64, _>(6) != 0,
         attempt: r.get(7),
+        team: r.get(8),
+        disable_content_trust: r.get::<i64, _>(9) != 0,
     }))
 }
 
@@ -387,6 +393,87 @@ async fn execute(app: &AppState, job: Job) {
     .await;
 }
 
+/// The trust policy `team`'s builds run under: the server's together with
+/// the team's stored one.
+pub async fn team_trust_policy(app: &AppState, team: &str) -> Result<TrustPolicy, String> {
+    let stored: Option<String> = sqlx::query_scalar("SELECT policy FROM policies WHERE team = ?")
+        .bind(team)
+        .fetch_optional(&app.db)
+        .await
+        .map_err(|e| format!("reading the team's trust policy: {e}"))?;
+    let doc: serde_json::Map<String, serde_json::Value> = match stored {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| format!("the team's stored trust policy: {e}"))?,
+        None => Default::default(),
+    };
+    let team_policy = if doc.is_empty() {
+        None
+    } else {
+        Some(trust::team_policy(&doc).map_err(|e| format!("the team's trust policy: {e}"))?)
+    };
+    trust::combine(app.trust_policy.as_ref(), team_policy.as_ref())
+}
+
+/// Verifies the images' signatures (or records that verification was
+/// disabled) and stores what happened with the build.
+async fn check_trust(
+    app: &AppState,
+    job: &Job,
+    spec: &Spec,
+    images: &crate::engine::build::plan::Images,
+    registry: &RegistryConfig,
+) -> Result<(), String> {
+    let policy = team_trust_policy(app, &job.team).await?;
+    let record = build::trust::enforce(
+        spec,
+        images,
+        &policy,
+        Some(registry),
+        job.disable_content_trust,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if record.disabled {
+        log(
+            app,
+            &job.id,
+            "content trust DISABLED by the submitter (permitted by the trust policies): no signature was verified",
+        )
+        .await;
+    }
+    for v in &record.verified {
+        log(
+            app,
+            &job.id,
+            format!(
+                "verified {} ({}) with key {} from trust root `{}`",
+                v.image, v.digest, v.key_fingerprint, v.trust_root
+            ),
+        )
+        .await;
+    }
+    let verified: Vec<serde_json::Value> = record
+        .verified
+        .iter()
+        .map(|v| {
+            json!({
+                "image": v.image,
+                "digest": v.digest,
+                "key_fingerprint": v.key_fingerprint,
+                "trust_root": v.trust_root,
+            })
+        })
+        .collect();
+    let stored = json!({ "disabled": record.disabled, "verified": verified });
+    sqlx::query("UPDATE builds SET content_trust = ? WHERE id = ?")
+        .bind(stored.to_string())
+        .bind(&job.id)
+        .execute(&app.db)
+        .await
+        .map_err(|e| format!("recording content trust: {e}"))?;
+    Ok(())
+}
+
 fn registry_config(app: &AppState) -> RegistryConfig {
     RegistryConfig {
         insecure_registries: app.cfg.insecure_registries.clone(),
@@ -436,13 +523,15 @@ async fn run(app: &AppState, job: &Job, abandoned: Arc<AtomicBool>) -> Result<Ve
         ),
     )
     .await;
+    let registry = registry_config(app);
     let source = ImageSource::Registry {
-        config: Box::new(registry_config(app)),
+        config: Box::new(registry.clone()),
         pull_all: job.pull,
     };
     let images = build::resolve_images(&spec, &platform, &app.store, &source)
         .await
         .map_err(|e| e.to_string())?;
+    check_trust(app, job, &spec, &images, &registry).await?;
     let mut pinned: Vec<(String, String)> = Vec::new();
     for (s, hit) in strings.iter().zip(&hits) {
         if let Some(img) = images.get(s) {
