@@ -187,6 +187,7 @@ fn run_build(args: Args) -> Result<(), Failure> {
             ..InitrdOptions::default()
         },
         flatten: FlattenOptions::default(),
+        cancel: Default::default(),
     };
 
     match &args.output {

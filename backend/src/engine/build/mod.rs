@@ -2,6 +2,7 @@
 //! writing every requested format. The CLI and the service both call
 //! [`resolve_images`] and then [`write_outputs`].
 
+pub mod cancel;
 pub mod files;
 pub mod kernel;
 pub mod metadata;
@@ -142,6 +143,8 @@ pub struct BuildRequest<'a> {
     pub home: Option<&'a Path>,
     pub initrd: InitrdOptions,
     pub flatten: FlattenOptions,
+    /// Stops the writers early when it fires.
+    pub cancel: cancel::Cancel,
 }
 
 /// One written file.
@@ -173,6 +176,7 @@ fn inputs<'a>(
             store,
             roots,
             flatten: req.flatten.clone(),
+            cancel: req.cancel.clone(),
         },
         sections,
     ))

@@ -6,6 +6,7 @@ use std::io;
 use kiln_shared::reference::expand;
 use kiln_shared::Spec;
 
+use super::cancel::{Cancel, CancelSink};
 use super::files::{self, SourceRoots};
 use super::kernel::KernelPicker;
 use super::metadata;
@@ -21,6 +22,7 @@ pub struct Inputs<'a> {
     pub store: &'a Store,
     pub roots: SourceRoots<'a>,
     pub flatten: FlattenOptions,
+    pub cancel: Cancel,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +39,28 @@ pub enum RootfsError {
     Volume { name: String, message: String },
     #[error("writing {location}: {error}")]
     Write { location: String, error: io::Error },
+    #[error("the build was cancelled")]
+    Cancelled,
 }
 
-/// Writes one section.
+/// Writes one section, stopping early when the build is cancelled.
 pub fn write_section(
+    inputs: &Inputs<'_>,
+    section: &Section,
+    sink: &mut dyn Sink,
+) -> Result<(), RootfsError> {
+    if inputs.cancel.is_cancelled() {
+        return Err(RootfsError::Cancelled);
+    }
+    let mut guarded = CancelSink::new(sink, &inputs.cancel);
+    let result = write_section_unguarded(inputs, section, &mut guarded);
+    if result.is_err() && inputs.cancel.is_cancelled() {
+        return Err(RootfsError::Cancelled);
+    }
+    result
+}
+
+fn write_section_unguarded(
     inputs: &Inputs<'_>,
     section: &Section,
     sink: &mut dyn Sink,

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -45,6 +46,7 @@ pub struct ParallelGz<W: Write> {
     max_pending: usize,
     jobs: Option<Sender<Job>>,
     workers: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
     written: u64,
 }
 
@@ -53,15 +55,22 @@ impl<W: Write> ParallelGz<W> {
         let workers = workers.max(1);
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
+        let stop = Arc::new(AtomicBool::new(false));
         let handles = (0..workers)
             .map(|_| {
                 let queue = Arc::clone(&queue);
+                let stop = Arc::clone(&stop);
                 std::thread::spawn(move || loop {
                     let job = match queue.lock() {
                         Ok(q) => q.recv(),
                         Err(_) => return,
                     };
                     let Ok((data, last, reply)) = job else { return };
+                    // Dropped unfinished (an error or a cancelled build):
+                    // the queued chunks are not wanted.
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
                     let _ = reply.send(deflate(&data, level, last));
                 })
             })
@@ -74,6 +83,7 @@ impl<W: Write> ParallelGz<W> {
             max_pending: workers * 2,
             jobs: Some(jobs),
             workers: handles,
+            stop,
             written: 0,
             crc: crc32fast::Hasher::new(),
             input_len: 0,
@@ -143,6 +153,7 @@ impl<W: Write> ParallelGz<W> {
 
 impl<W: Write> Drop for ParallelGz<W> {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         self.jobs = None;
         for handle in self.workers.drain(..) {
             let _ = handle.join();

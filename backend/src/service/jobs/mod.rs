@@ -13,7 +13,7 @@ pub mod metrics;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use tokio::sync::{watch, Notify, OnceCell};
 
 use self::metrics::Metrics;
 use super::{db, trust, AppState};
+use crate::engine::build::cancel::Cancel;
 use crate::engine::build::output::InitrdOptions;
 use crate::engine::build::{self, BuildRequest, ImageSource};
 use crate::engine::flatten::FlattenOptions;
@@ -43,7 +44,59 @@ pub struct Output {
     pub media_type: String,
 }
 
-type Flight = Arc<OnceCell<Result<Vec<Output>, String>>>;
+/// One execution shared by identical builds.
+#[derive(Default)]
+struct FlightState {
+    result: OnceCell<Result<Vec<Output>, String>>,
+    /// Builds waiting for the result; changed under the `flights` lock.
+    waiters: AtomicUsize,
+    /// Set when the last waiter gives up: the engine's writers stop.
+    cancel: Arc<AtomicBool>,
+}
+
+type Flight = Arc<FlightState>;
+
+/// A build's place in a flight. Dropping it (the build ended, or was
+/// cancelled or timed out, which drops its future) leaves the flight; the
+/// last to leave cancels an unfinished write and forgets the flight.
+struct Waiting {
+    app: AppState,
+    key: String,
+    flight: Flight,
+}
+
+impl Waiting {
+    fn join(app: &AppState, key: &str) -> Waiting {
+        let mut flights = app.jobs.flights.lock().unwrap();
+        let flight = flights.entry(key.to_owned()).or_default();
+        if flight.cancel.load(Ordering::SeqCst) {
+            *flight = Flight::default();
+        }
+        flight.waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting {
+            app: app.clone(),
+            key: key.to_owned(),
+            flight: flight.clone(),
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut flights = self.app.jobs.flights.lock().unwrap();
+        if self.flight.waiters.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if !self.flight.result.initialized() {
+                self.flight.cancel.store(true, Ordering::SeqCst);
+            }
+            if flights
+                .get(&self.key)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            {
+                flights.remove(&self.key);
+            }
+        }
+    }
+}
 
 /// The job machinery shared by the API and the workers.
 pub struct Jobs {
@@ -314,9 +367,8 @@ async fn execute(app: &AppState, job: Job) {
     };
 
     let timeout = Duration::from_secs(app.cfg.build_timeout_secs);
-    let abandoned = Arc::new(AtomicBool::new(false));
     let outcome = tokio::select! {
-        r = run(app, &job, abandoned.clone()) => match r {
+        r = run(app, &job) => match r {
             Ok(outputs) => Outcome::Succeeded(outputs),
             Err(e) => Outcome::Failed(e),
         },
@@ -325,10 +377,10 @@ async fn execute(app: &AppState, job: Job) {
             "the build took longer than its timeout of {} s", timeout.as_secs()
         )),
     };
-    abandoned.store(true, Ordering::SeqCst);
+    // The writer (see `write`) removes its own work directory when it
+    // stops; a cancelled one stops within one read.
     beat.abort();
     app.jobs.running.lock().unwrap().remove(&job.id);
-    let _ = std::fs::remove_dir_all(work_dir(&app.cfg.home, &job.id));
 
     let (state, error) = match &outcome {
         Outcome::Succeeded(_) => ("succeeded", None),
@@ -495,7 +547,7 @@ pub fn service_spec(text: &str) -> Result<Spec, String> {
     Ok(spec)
 }
 
-async fn run(app: &AppState, job: &Job, abandoned: Arc<AtomicBool>) -> Result<Vec<Output>, String> {
+async fn run(app: &AppState, job: &Job) -> Result<Vec<Output>, String> {
     let spec = service_spec(&job.spec)?;
     let formats = Format::parse_list(&job.formats, false).map_err(|e| e.to_string())?;
     let platform = Platform::linux(&job.arch);
@@ -558,11 +610,9 @@ async fn run(app: &AppState, job: &Job, abandoned: Arc<AtomicBool>) -> Result<Ve
         h.update(serde_json::to_vec(&(&job.formats, &job.name, &job.arch, &pinned)).unwrap());
         hex::encode(h.finalize())
     };
-    let flight: Flight = {
-        let mut flights = app.jobs.flights.lock().unwrap();
-        flights.entry(key.clone()).or_default().clone()
-    };
-    if flight.initialized() || Arc::strong_count(&flight) > 2 {
+    let waiting = Waiting::join(app, &key);
+    let flight = waiting.flight.clone();
+    if flight.result.initialized() || flight.waiters.load(Ordering::SeqCst) > 1 {
         log(
             app,
             &job.id,
@@ -583,16 +633,13 @@ async fn run(app: &AppState, job: &Job, abandoned: Arc<AtomicBool>) -> Result<Ve
         ),
     )
     .await;
+    let cancel = flight.cancel.clone();
     let result = flight
-        .get_or_init(|| write(app, job, spec, formats, platform, images, abandoned))
+        .result
+        .get_or_init(|| write(app, job, spec, formats, platform, images, cancel))
         .await
         .clone();
-    {
-        let mut flights = app.jobs.flights.lock().unwrap();
-        if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-            flights.remove(&key);
-        }
-    }
+    drop(waiting);
     let outputs = result?;
     let total: u64 = outputs.iter().map(|o| o.size).sum();
     if total > app.cfg.max_output_bytes {
@@ -617,7 +664,7 @@ async fn write(
     formats: Vec<Format>,
     platform: Platform,
     images: crate::engine::build::plan::Images,
-    abandoned: Arc<AtomicBool>,
+    cancel: Arc<AtomicBool>,
 ) -> Result<Vec<Output>, String> {
     let home = app.cfg.home.clone();
     let dir = work_dir(&home, &job.id);
@@ -638,6 +685,7 @@ async fn write(
                     ..InitrdOptions::default()
                 },
                 flatten: FlattenOptions::default(),
+                cancel: Cancel::from_flag(cancel),
             };
             let artifacts =
                 build::write_outputs(&req, &store, &images).map_err(|e| e.to_string())?;
@@ -666,11 +714,9 @@ async fn write(
             }
             Ok(outputs)
         })();
-        // A cancelled or timed-out build's writer runs to its end (the
-        // engine has no cancellation hook); leave nothing behind.
-        if abandoned.load(Ordering::SeqCst) || result.is_err() {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+        // Its outputs were moved out (or it failed, or was cancelled):
+        // leave nothing behind.
+        let _ = std::fs::remove_dir_all(&dir);
         result
     });
     task.await
