@@ -223,3 +223,35 @@ fn disable_content_trust_needs_the_policy_to_allow_it() {
     assert!(!stderr.contains("kiln: verified"), "{}", text(&out));
     assert!(d.join("out/trust.tar").is_file());
 }
+
+#[test]
+fn kiln_sign_signs_the_index_and_each_platform_manifest() {
+    let fixtures = fixtures();
+    let seeded = Seeded::start(fixtures).unwrap();
+    let multiarch = &fixtures.multiarch;
+    let repo = "other-org/multiarch-unsigned";
+    seeded
+        .registry
+        .push_layout(&multiarch.layout, &multiarch.tag, repo, "v1")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = kiln(d, &["keys", "generate", "--output-key-prefix", "kiln"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let image = seeded.registry.reference(repo, "v1");
+    let out = kiln(d, &["sign", "--key", "kiln.key", &image]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    assert!(multiarch.manifests.len() >= 2);
+    let digests = std::iter::once(multiarch.digest().to_owned())
+        .chain(multiarch.manifests.iter().map(|m| m.digest.clone()));
+    for digest in digests {
+        let verdict =
+            verify_with_openssl(&seeded.registry, repo, &digest, &d.join("kiln.pub")).unwrap();
+        assert_eq!(verdict, Verdict::Verified, "{digest}");
+        let pinned = format!("{}/{repo}@{digest}", seeded.registry.host());
+        let out = kiln(d, &["verify", "--key", "kiln.pub", &pinned]);
+        assert!(out.status.success(), "{digest}: {}", text(&out));
+    }
+}

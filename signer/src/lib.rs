@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod dsse;
 mod encrypted;
 pub mod error;
+pub mod keyless;
 pub mod keys;
 mod pem;
 pub mod policy;

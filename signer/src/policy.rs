@@ -436,27 +436,10 @@ impl TrustPolicy {
     }
 }
 
-/// A sigstore trusted root must at least be a JSON object with a
-/// trusted-root media type and certificate authorities.
+/// A trusted root must parse: authorities whose certificates read, and
+/// log keys that are EC public keys.
 fn check_trusted_root(path: &Path) -> Result<(), String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let media = v["mediaType"].as_str().unwrap_or_default();
-    if !media.starts_with("application/vnd.dev.sigstore.trustedroot") {
-        return Err(format!(
-            "{}: not a sigstore trusted root (mediaType `{media}`)",
-            path.display()
-        ));
-    }
-    if v["certificateAuthorities"]
-        .as_array()
-        .is_none_or(|a| a.is_empty())
-    {
-        return Err(format!(
-            "{}: the trusted root lists no certificate authorities",
-            path.display()
-        ));
-    }
-    Ok(())
+    crate::keyless::TrustedRoot::load(path)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

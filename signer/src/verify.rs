@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::dsse::describe_keys;
+use crate::keyless::{self, KeylessSignature, TrustedRoot};
 use crate::policy::{TrustPolicy, TrustRoot};
 use crate::simple_signing::{
     SimpleSigning, BUNDLE_ANNOTATION, CERTIFICATE_ANNOTATION, MEDIA_TYPE, SIGNATURE_ANNOTATION,
@@ -67,7 +68,8 @@ pub enum Reason {
     /// A signature by a trusted key names another digest: copied
     /// (replayed) from another image.
     OtherDigest(Vec<String>),
-    /// A certificate-based (keyless) signature, which kiln cannot check yet.
+    /// Certificate-based (keyless) signatures, none of which verified
+    /// against the trust root's authorities, logs and identities.
     Keyless(Vec<String>),
     /// The signature manifest, payload or encoding is broken.
     Malformed(Vec<String>),
@@ -81,7 +83,7 @@ impl Reason {
             Reason::Unsigned => "unsigned",
             Reason::UntrustedKey(_) => "untrusted-key",
             Reason::OtherDigest(_) => "other-digest",
-            Reason::Keyless(_) => "keyless-unsupported",
+            Reason::Keyless(_) => "keyless-untrusted",
             Reason::Malformed(_) => "malformed-signature",
         }
     }
@@ -101,7 +103,7 @@ impl fmt::Display for Reason {
             ),
             Reason::Keyless(d) => write!(
                 f,
-                "keyless (certificate) signatures cannot be verified by kiln yet: {}",
+                "no keyless signature by a trusted identity: {}",
                 details(d)
             ),
             Reason::Malformed(d) => write!(f, "malformed signature: {}", details(d)),
@@ -273,41 +275,76 @@ fn check_layer(
         Ok(p) => p,
         Err(e) => return Outcome::Malformed(format!("{at}: {e}")),
     };
-    let Some(key) = root
+    let signer = match root
         .keys
         .iter()
         .find(|k| k.verify(payload, &signature).is_ok())
-    else {
-        let keyless = layer.annotations.contains_key(CERTIFICATE_ANNOTATION)
-            || layer.annotations.contains_key(BUNDLE_ANNOTATION);
-        if keyless {
-            return Outcome::Keyless(format!(
-                "{at}: carries a certificate; the trust root `{}` has {} identities",
-                root.name,
-                root.identities.len()
-            ));
-        }
-        return Outcome::Untrusted(format!(
-            "{at}: does not verify with {} of `{}`",
-            describe_keys(&root.keys),
-            root.name
-        ));
+    {
+        Some(key) => key.fingerprint().to_owned(),
+        None => match layer.annotations.get(CERTIFICATE_ANNOTATION) {
+            Some(certificate_pem) => {
+                match check_keyless(certificate_pem, layer, payload, &signature, root) {
+                    Ok(identity) => identity,
+                    Err(message) => return Outcome::Keyless(format!("{at}: {message}")),
+                }
+            }
+            None => {
+                return Outcome::Untrusted(format!(
+                    "{at}: does not verify with {} of `{}`",
+                    describe_keys(&root.keys),
+                    root.name
+                ))
+            }
+        },
     };
     if parsed.digest() != digest {
         return Outcome::OtherDigest(format!(
-            "{at}: signed by {} but the payload names {}",
-            key.fingerprint(),
+            "{at}: signed by {signer} but the payload names {}",
             parsed.digest()
         ));
     }
     Outcome::Verified(VerifiedSignature {
         image: image.to_owned(),
         digest: digest.to_owned(),
-        key_fingerprint: key.fingerprint().to_owned(),
+        key_fingerprint: signer,
         trust_root: root.name.clone(),
         docker_reference: parsed.critical.identity.docker_reference.clone(),
         origin: at.to_owned(),
     })
+}
+
+/// Checks a certificate-carrying layer against the root's keyless
+/// identities; the identity that signed, as the key fingerprint is given
+/// for key-based signatures.
+fn check_keyless(
+    certificate_pem: &str,
+    layer: &Layer,
+    payload: &[u8],
+    signature: &[u8],
+    root: &TrustRoot,
+) -> Result<String, String> {
+    let Some(path) = root
+        .trusted_root
+        .as_deref()
+        .filter(|_| !root.identities.is_empty())
+    else {
+        return Err(format!(
+            "carries a certificate, but the trust root `{}` names no keyless identities",
+            root.name
+        ));
+    };
+    let trusted = TrustedRoot::load(path).map_err(|e| e.to_string())?;
+    let sig = KeylessSignature {
+        certificate_pem,
+        rekor_bundle: layer.annotations.get(BUNDLE_ANNOTATION).map(String::as_str),
+        payload,
+        signature,
+    };
+    let id = keyless::verify(&sig, &trusted, &root.identities).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "keyless {} from {} (certificate {}, Rekor entry {})",
+        id.subject, id.issuer, id.certificate, id.log_index
+    ))
 }
 
 /// A cosign signature manifest with one simple-signing layer, and its

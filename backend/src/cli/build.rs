@@ -6,13 +6,22 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kiln_backend::engine::build::output::InitrdOptions;
+use kiln_backend::engine::build::plan::Images;
 use kiln_backend::engine::build::trust::TrustRecord;
-use kiln_backend::engine::build::{self, Artifact, BuildError, BuildRequest, ImageSource};
+use kiln_backend::engine::build::{
+    self, metadata, Artifact, BuildError, BuildRequest, ImageSource,
+};
 use kiln_backend::engine::flatten::FlattenOptions;
 use kiln_backend::engine::formats::format::Format;
+use kiln_backend::engine::provenance::{self, BuildRecord, ContentTrust, DEFAULT_BUILDER_ID};
 use kiln_backend::engine::store::{self, Platform, Store};
 use kiln_shared::{Source, Spec};
+use kiln_signer::bundle::Bundle;
+use kiln_signer::daemon::SocketSigner;
+use kiln_signer::dsse::INTOTO_PAYLOAD_TYPE;
 use kiln_signer::policy::TrustPolicy;
+use kiln_signer::{InProcessSigner, Password, PrivateKey, Signer};
+use sha2::{Digest as _, Sha256};
 
 use super::cache::config::{registry_config, Flags};
 use super::exit;
@@ -74,6 +83,14 @@ pub struct Args {
     /// A registry that may be used over plain HTTP; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
+    /// Sign the build's SLSA provenance (every output's sha256, the spec,
+    /// the image digests and the signatures verified) with this private
+    /// key, into NAME-provenance.sigstore.json.
+    #[arg(long, value_name = "FILE", conflicts_with = "signer_socket")]
+    sign_key: Option<PathBuf>,
+    /// Sign the provenance through the signer daemon on this socket.
+    #[arg(long, value_name = "PATH")]
+    signer_socket: Option<PathBuf>,
     /// Spec files; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -128,6 +145,7 @@ fn run_build(args: Args) -> Result<(), Failure> {
         }
     };
     let spec = read_specs(&args.files)?;
+    let signer = provenance_signer(&args)?;
     let name = args
         .name
         .clone()
@@ -171,6 +189,15 @@ fn run_build(args: Args) -> Result<(), Failure> {
             v.image, v.digest, v.key_fingerprint, v.trust_root
         );
     }
+    let provenance = signer.map(|signer| Provenance {
+        signer,
+        spec_sha256: hex::encode(Sha256::digest(metadata::to_yaml(&spec))),
+        name: &name,
+        formats: formats.iter().map(|f| f.name().to_owned()).collect(),
+        arch: platform.architecture.as_str(),
+        images: &images,
+        trust: &trust,
+    });
 
     let cwd = std::env::current_dir().map_err(|e| usage(format!("no working directory: {e}")))?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
@@ -226,16 +253,87 @@ fn run_build(args: Args) -> Result<(), Failure> {
                 .map_err(|e| failed(format!("{}: {e}", tmp.display())))?;
             drop(w);
             std::fs::rename(&tmp, out).map_err(|e| failed(format!("{}: {e}", out.display())))?;
-            let artifact = build::artifact_of(out).map_err(failed)?;
-            summary(&[artifact], &trust, started);
+            let artifacts = vec![build::artifact_of(out).map_err(failed)?];
+            sign_provenance(provenance.as_ref(), &artifacts, dir)?;
+            summary(&artifacts, &trust, started);
             Ok(())
         }
         None => {
             let artifacts = build::write_outputs(&req, &store, &images).map_err(failed)?;
+            sign_provenance(provenance.as_ref(), &artifacts, &args.dir)?;
             summary(&artifacts, &trust, started);
             Ok(())
         }
     }
+}
+
+/// The signer for the provenance, opened before building so that a bad key
+/// or an absent daemon fails fast.
+fn provenance_signer(args: &Args) -> Result<Option<Box<dyn Signer>>, Failure> {
+    match (&args.sign_key, &args.signer_socket) {
+        (Some(path), _) => {
+            let key = PrivateKey::load(path, || {
+                Password::from_env_or_prompt(&format!("Password for {}: ", path.display()), false)
+            })
+            .map_err(usage)?;
+            Ok(Some(Box::new(InProcessSigner::new(key))))
+        }
+        (None, Some(socket)) => Ok(Some(Box::new(
+            SocketSigner::connect(socket)
+                .map_err(|e| usage(format!("signer daemon {}: {e}", socket.display())))?,
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// What the provenance records besides the outputs.
+struct Provenance<'a> {
+    signer: Box<dyn Signer>,
+    spec_sha256: String,
+    name: &'a str,
+    formats: Vec<String>,
+    arch: &'a str,
+    images: &'a Images,
+    trust: &'a TrustRecord,
+}
+
+/// Writes NAME-provenance.sigstore.json next to the outputs, when asked to.
+fn sign_provenance(
+    provenance: Option<&Provenance<'_>>,
+    artifacts: &[Artifact],
+    dir: &Path,
+) -> Result<(), Failure> {
+    let Some(p) = provenance else {
+        return Ok(());
+    };
+    let statement = provenance::statement(&BuildRecord {
+        builder_id: DEFAULT_BUILDER_ID,
+        spec_sha256: &p.spec_sha256,
+        name: p.name,
+        formats: &p.formats,
+        arch: p.arch,
+        images: p.images,
+        verified: &p.trust.verified,
+        content_trust: if p.trust.disabled {
+            ContentTrust::Disabled
+        } else {
+            ContentTrust::Enforced
+        },
+        artifacts,
+    });
+    let signer = p.signer.as_ref();
+    let bundle = Bundle::sign_dsse(signer, INTOTO_PAYLOAD_TYPE, &statement.to_json())
+        .map_err(|e| failed(format!("signing the provenance: {e}")))?;
+    let path = dir.join(format!("{}-provenance.sigstore.json", p.name));
+    std::fs::write(&path, bundle.to_json())
+        .map_err(|e| failed(format!("{}: {e}", path.display())))?;
+    eprintln!(
+        "kiln: signed provenance of {} outputs with key {} into {}",
+        artifacts.len(),
+        signer.public_key().fingerprint(),
+        path.display()
+    );
+    Ok(())
 }
 
 /// The trust policy: `--trust-policy`, else `$KILN_HOME/trust.toml` if it

@@ -12,6 +12,7 @@ mod sign;
 mod signer;
 mod validate;
 mod verify;
+mod verify_build;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,7 @@ enum Command {
     Signer(signer::Command),
     Sign(sign::Args),
     Verify(verify::Args),
+    VerifyBuild(verify_build::Args),
 }
 
 /// Exit codes shared by every subcommand.
@@ -64,6 +66,7 @@ pub fn run() -> ExitCode {
         Command::Signer(command) => signer::run(command),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::VerifyBuild(args) => verify_build::run(args),
     };
     ExitCode::from(code)
 }

@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod flatten;
 pub mod formats;
 pub mod fs;
+pub mod provenance;
 pub mod reference;
 pub mod registry;
 pub mod store;

@@ -11,7 +11,7 @@ use oci_client::manifest::{OciDescriptor, OCI_IMAGE_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
 
 use super::reference::Reference;
-use super::registry::{Credential, RegistryConfig};
+use super::registry::{oci_auth, Access, RegistryConfig};
 
 /// Artifact type of a cosign signature stored as an OCI 1.1 referrer.
 pub const COSIGN_SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
@@ -62,11 +62,9 @@ pub async fn fetch_signatures(
     };
     let client = oci_client::Client::try_from(config.client_config(plain_http))
         .map_err(|e| fail(format!("building registry client: {e}")))?;
-    let auth = match config.credentials.get(&registry) {
-        Some(Credential::Basic { username, password }) => RegistryAuth::Basic(username, password),
-        Some(Credential::RegistryToken(token)) => RegistryAuth::Bearer(token),
-        _ => RegistryAuth::Anonymous,
-    };
+    let auth = oci_auth(config, &registry, &repository, plain_http, Access::Pull)
+        .await
+        .map_err(&fail)?;
 
     let mut found = Vec::new();
     let tag = signature_tag(digest);

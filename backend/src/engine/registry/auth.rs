@@ -85,16 +85,17 @@ struct TokenReply {
     token: Option<String>,
 }
 
-/// Trades a refresh token for a pull-scoped access token (the Docker CLI's
-/// OAuth2 flow for `identitytoken`).
+/// Trades a refresh token for an access token scoped to `actions` on
+/// `repository` (the Docker CLI's OAuth2 flow for `identitytoken`).
 pub(crate) async fn exchange_identity_token(
     http: &reqwest::Client,
     challenge: &Challenge,
     repository: &str,
+    actions: &str,
     refresh_token: &str,
 ) -> Result<String, String> {
     let realm = challenge.realm().ok_or("bearer challenge without realm")?;
-    let scope = format!("repository:{repository}:pull");
+    let scope = format!("repository:{repository}:{actions}");
     let mut form = vec![
         ("grant_type", "refresh_token"),
         ("client_id", "kiln"),

@@ -157,7 +157,7 @@ impl Session {
         let (auth, authorization) = match (&challenge, credential) {
             (None, _) => (RegistryAuth::Anonymous, None),
             (Some(c), Some(Credential::IdentityToken(refresh))) if c.scheme == "bearer" => {
-                let token = exchange_identity_token(&http, c, &repository, &refresh)
+                let token = exchange_identity_token(&http, c, &repository, "pull", &refresh)
                     .await
                     .map_err(auth_failed)?;
                 (RegistryAuth::Bearer(token.clone()), bearer(&token))
