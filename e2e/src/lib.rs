@@ -10,8 +10,11 @@
 //! * [`seeded`] puts it together: a registry holding every fixture, signed
 //!   by a trusted key, a rogue key, or not at all.
 //! * [`service`] runs the real `kiln serve` and talks to its API.
+//! * [`firmware`] makes QEMU command lines that boot disks, ISOs and UKIs
+//!   through OVMF or SeaBIOS.
 
 pub mod debs;
+pub mod firmware;
 pub mod fixtures;
 pub mod kmod;
 pub mod oci;

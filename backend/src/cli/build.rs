@@ -5,11 +5,12 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use kiln_backend::engine::boot;
 use kiln_backend::engine::build::output::InitrdOptions;
 use kiln_backend::engine::build::plan::Images;
 use kiln_backend::engine::build::trust::TrustRecord;
 use kiln_backend::engine::build::{
-    self, metadata, Artifact, BuildError, BuildRequest, ImageSource,
+    self, metadata, Artifact, BootOptions, BuildError, BuildRequest, ImageSource,
 };
 use kiln_backend::engine::flatten::FlattenOptions;
 use kiln_backend::engine::formats::format::Format;
@@ -23,7 +24,7 @@ use kiln_signer::policy::TrustPolicy;
 use kiln_signer::{InProcessSigner, Password, PrivateKey, Signer};
 use sha2::{Digest as _, Sha256};
 
-use super::cache::config::{registry_config, Flags};
+use super::cache::config::{registry_config, FileConfig, Flags};
 use super::exit;
 
 /// Build an image from one or more spec files, merged as linuxkit merges
@@ -32,8 +33,9 @@ use super::exit;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Output format; repeatable or comma-separated [default: kernel+initrd,
-    /// or tar with -o].
-    #[arg(long = "format", short = 'f', value_name = "FORMAT")]
+    /// or tar with -o]. `--format help` lists the formats and what each
+    /// writes.
+    #[arg(long = "format", short = 'f', value_name = "FORMAT", long_help = format_help())]
     formats: Vec<String>,
     /// Directory for the outputs.
     #[arg(long, default_value = ".", value_name = "DIR")]
@@ -46,10 +48,15 @@ pub struct Args {
     /// standard output.
     #[arg(short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Disk size for VM-built formats (accepted for compatibility; the
-    /// formats kiln writes do not use it).
+    /// Disk size of the disk formats (raw-efi): `NNNM`, `NNNG`, or a bare
+    /// number of GiB [default: just big enough].
     #[arg(long, value_name = "SIZE")]
     size: Option<String>,
+    /// Image holding the systemd EFI stub (`linuxx64.efi.stub`, e.g. from
+    /// Debian's systemd-boot-efi) the UKI formats are built on [default:
+    /// `[build] efi_stub` in $KILN_HOME/config.toml].
+    #[arg(long, value_name = "IMAGE")]
+    efi_stub: Option<String>,
     /// Pull every image even when the store has it.
     #[arg(long)]
     pull: bool,
@@ -92,7 +99,7 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     signer_socket: Option<PathBuf>,
     /// Spec files; `-` reads standard input.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
 }
 
@@ -127,14 +134,41 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
+/// The `--format` long help: every format and what it writes.
+fn format_help() -> String {
+    let mut text = String::from(
+        "Output format; repeatable or comma-separated [default: kernel+initrd, or tar with -o]. \
+         `--format help` prints this list.\n",
+    );
+    for f in Format::ALL {
+        text.push_str(&format!("\n  {:<18} {}", f.name(), f.description()));
+    }
+    text
+}
+
 fn run_build(args: Args) -> Result<(), Failure> {
     let started = Instant::now();
+    if args.formats.iter().any(|f| f == "help" || f == "list") {
+        println!("{}", format_help());
+        return Ok(());
+    }
+    if args.files.is_empty() {
+        return Err(usage("no spec file given (use `-` for standard input)"));
+    }
     if args.docker {
         return Err(usage(
             "--docker is not supported: kiln reads images from registries and its own store, never from a Docker daemon",
         ));
     }
     let formats = Format::parse_list(&args.formats, args.output.is_some()).map_err(usage)?;
+    let size = match args.size.as_deref() {
+        None => None,
+        Some(text) => Some(boot::parse_size(text).ok_or_else(|| {
+            usage(format!(
+                "--size {text}: use NNNM, NNNG or a bare number of GiB"
+            ))
+        })?),
+    };
     let platform = match args.arch.as_deref() {
         None => Platform::host(),
         Some(arch @ ("amd64" | "arm64")) => Platform::linux(arch),
@@ -159,6 +193,16 @@ fn run_build(args: Args) -> Result<(), Failure> {
     let images = runtime
         .block_on(build::resolve_images(&spec, &platform, &store, &source))
         .map_err(failed)?;
+    let efi_stub = match efi_stub_name(&args, &formats)? {
+        Some(name) => Some(
+            runtime
+                .block_on(build::disk::resolve_loader(
+                    &name, &platform, &store, &source,
+                ))
+                .map_err(failed)?,
+        ),
+        None => None,
+    };
     let policy = trust_policy(args.trust_policy.as_deref())?;
     let registry = match &source {
         ImageSource::Registry { config, .. } => Some(config.as_ref()),
@@ -215,6 +259,7 @@ fn run_build(args: Args) -> Result<(), Failure> {
         },
         flatten: FlattenOptions::default(),
         cancel: Default::default(),
+        boot: BootOptions { size, efi_stub },
     };
 
     match &args.output {
@@ -334,6 +379,22 @@ fn sign_provenance(
         path.display()
     );
     Ok(())
+}
+
+/// The EFI stub image, when a requested format needs one: `--efi-stub`,
+/// else `[build] efi_stub` from the config file.
+fn efi_stub_name(args: &Args, formats: &[Format]) -> Result<Option<String>, Failure> {
+    if !formats.iter().any(|f| f.needs_efi_stub()) {
+        return Ok(None);
+    }
+    if let Some(name) = &args.efi_stub {
+        return Ok(Some(name.clone()));
+    }
+    let Some(path) = store::kiln_home().map(|h| super::cache::config::default_path(&h)) else {
+        return Ok(None);
+    };
+    let config = FileConfig::load(&path).map_err(usage)?;
+    Ok(config.build.efi_stub)
 }
 
 /// The trust policy: `--trust-policy`, else `$KILN_HOME/trust.toml` if it

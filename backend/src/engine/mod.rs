@@ -1,6 +1,7 @@
 //! The build engine: everything between a validated spec and its outputs.
 //! No HTTP lives here; the CLI and the service both call into it.
 
+pub mod boot;
 pub mod build;
 pub mod bundle;
 pub mod flatten;

@@ -10,6 +10,10 @@
 //! username = "ci"                       # with password: Basic, or a bearer token
 //! password = "secret"
 //! mirror = "http://mirror.lan:5001"     # as `--mirror registry.lan:5000=URL`
+//!
+//! [build]
+//! efi_stub = "registry.lan:5000/boot/systemd-stub:252"   # default --efi-stub
+//! bios_loader = "registry.lan:5000/boot/syslinux:6.04"   # default --bios-loader
 //! ```
 //!
 //! Precedence: credentials from kiln's file win over `~/.docker/config.json`
@@ -41,6 +45,20 @@ pub struct FileConfig {
     /// Settings by registry host (`host` or `host:port`).
     #[serde(default)]
     pub registries: BTreeMap<String, RegistrySettings>,
+    /// Defaults of `kiln build`.
+    #[serde(default)]
+    pub build: BuildSettings,
+}
+
+/// `[build]`: the boot loader images the bootable formats use when the
+/// command line names none.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSettings {
+    /// An image holding the systemd EFI stub (`linuxx64.efi.stub`).
+    pub efi_stub: Option<String>,
+    /// An image holding ISOLINUX (`isolinux.bin`, `ldlinux.c32`, `isohdpfx.bin`).
+    pub bios_loader: Option<String>,
 }
 
 /// `[registries."host"]`.

@@ -3,6 +3,7 @@
 //! [`resolve_images`] and then [`write_outputs`].
 
 pub mod cancel;
+pub mod disk;
 pub mod files;
 pub mod kernel;
 pub mod metadata;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use kiln_shared::Spec;
 
+pub use self::disk::BootOptions;
 use self::files::{missing_sources, SourceRoots};
 use self::oci::HashingWriter;
 use self::output::InitrdOptions;
@@ -46,6 +48,8 @@ pub enum BuildError {
     Rootfs(#[from] rootfs::RootfsError),
     #[error(transparent)]
     Output(#[from] output::OutputError),
+    #[error(transparent)]
+    Boot(#[from] crate::engine::boot::BootError),
     #[error("files[{index}]: source {} does not exist (mark the entry `optional: true` to skip it)", path.display())]
     MissingSource { index: usize, path: PathBuf },
     #[error("{}: {error}", path.display())]
@@ -145,6 +149,8 @@ pub struct BuildRequest<'a> {
     pub flatten: FlattenOptions,
     /// Stops the writers early when it fires.
     pub cancel: cancel::Cancel,
+    /// Settings of the bootable formats (disk size, boot loader images).
+    pub boot: BootOptions,
 }
 
 /// One written file.
@@ -196,8 +202,19 @@ pub fn write_outputs(
     };
     fs::create_dir_all(req.dir).map_err(io_at(req.dir))?;
     let mut written = Vec::new();
+    let boot = disk::Context {
+        inputs: &inputs,
+        sections: &sections,
+        initrd: &req.initrd,
+        boot: &req.boot,
+        arch: &req.platform.architecture,
+        dir: req.dir,
+        name: req.name,
+    };
+    let mut shared = disk::Shared::default();
     for format in req.formats {
         match format {
+            Format::Uki | Format::RawEfi => written.extend(boot.write(*format, &mut shared)?),
             Format::Tar | Format::Docker => {
                 let path = format.outputs(req.dir, req.name).remove(0);
                 let tmp = path.with_extension("kiln-tmp");

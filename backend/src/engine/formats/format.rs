@@ -12,6 +12,8 @@ pub enum Format {
     TarKernelInitrd,
     Docker,
     Oci,
+    Uki,
+    RawEfi,
 }
 
 /// linuxkit's format names that kiln does not write (yet), so the error can
@@ -29,7 +31,6 @@ const LINUXKIT_ONLY: &[&str] = &[
     "qcow2-bios",
     "qcow2-efi",
     "raw-bios",
-    "raw-efi",
     "rpi3",
     "vhd",
     "vmdk",
@@ -48,12 +49,14 @@ pub enum FormatError {
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 7] = [
         Format::Docker,
         Format::KernelInitrd,
         Format::Oci,
+        Format::RawEfi,
         Format::Tar,
         Format::TarKernelInitrd,
+        Format::Uki,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,7 +66,32 @@ impl Format {
             Format::TarKernelInitrd => "tar-kernel-initrd",
             Format::Docker => "docker",
             Format::Oci => "oci",
+            Format::Uki => "uki",
+            Format::RawEfi => "raw-efi",
         }
+    }
+
+    /// What the format writes, for `kiln build --format help`.
+    pub fn description(self) -> &'static str {
+        match self {
+            Format::KernelInitrd => "the kernel, a gzip'd cpio initrd of the root filesystem and the command line",
+            Format::Tar => "the root filesystem as one tar (streamable with -o)",
+            Format::TarKernelInitrd => "a tar of the kernel, initrd and command line",
+            Format::Docker => "the tar with a Dockerfile, for `docker import` (streamable with -o)",
+            Format::Oci => "an OCI image layout tar of the root filesystem",
+            Format::Uki => "a Unified Kernel Image: the EFI stub (--efi-stub) with kernel, initrd, command line and os-release as PE sections",
+            Format::RawEfi => "a GPT disk whose FAT32 ESP holds the UKI as EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI on arm64); --size sets the disk size",
+        }
+    }
+
+    /// Whether the format boots through the UKI, so needs an EFI stub.
+    pub fn needs_efi_stub(self) -> bool {
+        matches!(self, Format::Uki | Format::RawEfi)
+    }
+
+    /// Whether the format needs the kernel, initrd and command line.
+    pub fn needs_boot_parts(self) -> bool {
+        self.needs_efi_stub()
     }
 
     fn names() -> Vec<&'static str> {
@@ -128,6 +156,8 @@ impl Format {
             Format::TarKernelInitrd => vec![file("-initrd.tar")],
             Format::Docker => vec![file(".docker")],
             Format::Oci => vec![file("-oci.tar")],
+            Format::Uki => vec![file(".efi")],
+            Format::RawEfi => vec![file("-efi.img")],
         }
     }
 }
@@ -156,8 +186,8 @@ mod tests {
             Ok(vec![Format::Tar, Format::KernelInitrd])
         );
         assert_eq!(
-            list(&["iso-efi"], false),
-            Err(FormatError::NotYet("iso-efi".into()))
+            list(&["aws"], false),
+            Err(FormatError::NotYet("aws".into()))
         );
         assert_eq!(
             list(&["raw"], false),

@@ -686,6 +686,7 @@ async fn write(
                 },
                 flatten: FlattenOptions::default(),
                 cancel: Cancel::from_flag(cancel),
+                boot: build::BootOptions::default(),
             };
             let artifacts =
                 build::write_outputs(&req, &store, &images).map_err(|e| e.to_string())?;

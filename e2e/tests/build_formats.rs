@@ -1,0 +1,236 @@
+//! The bootable formats (`uki`, `raw-efi`, ...): each boots under QEMU
+//! (TCG) through its firmware and runs the fixture init and an onboot
+//! container; Debian's own readers accept every output; and two builds in
+//! different directories give identical bytes.
+
+mod cache_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cache_common::{fixtures, kiln_in, reference, registry_with};
+use kiln_e2e::firmware::{self, Firmware, Media};
+use kiln_e2e::fixtures::boot::{self as boot_fixtures, BootFixtures};
+use kiln_e2e::fixtures::FixtureOptions;
+use kiln_e2e::qemu::Vm;
+use kiln_e2e::registry::Registry;
+use kiln_e2e::tools;
+
+/// Every format these tests check.
+const FORMATS: &str = "uki,raw-efi";
+const NAME: &str = "boot";
+
+fn boot_fixtures() -> &'static BootFixtures {
+    static SET: OnceLock<BootFixtures> = OnceLock::new();
+    SET.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_formats-boot-fixtures");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let opts = FixtureOptions::from_env(&dir).unwrap();
+        boot_fixtures::build(&opts).unwrap_or_else(|e| panic!("boot fixtures: {e:#}"))
+    })
+}
+
+/// The kernel, the init and runc, and one onboot container; the init
+/// powers off a second after it is ready.
+fn spec(registry: &Registry) -> String {
+    let set = fixtures();
+    let r = |f| reference(registry, f);
+    format!(
+        "kernel:
+  image: {kernel}
+  cmdline: \"console=ttyS0 panic=-1 kiln.autopoweroff=1\"
+init:
+  - {init}
+  - {runc}
+onboot:
+  - name: plain
+    image: {plain}
+",
+        kernel = r(&set.kernel),
+        init = r(&set.init),
+        runc = r(&set.runc),
+        plain = r(&set.plain),
+    )
+}
+
+/// Runs `kiln build -f FORMATS` in `dir` with its own KILN_HOME.
+fn build(dir: &Path, registry: &Registry) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(format!("{NAME}.yml")), spec(registry)).unwrap();
+    let out = dir.join("out");
+    let stub = reference(registry, &boot_fixtures().efi_stub);
+    let run = kiln_in(dir)
+        .args(["build", "-f", FORMATS, "--efi-stub", &stub, "--dir"])
+        .arg(&out)
+        .arg(format!("{NAME}.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "kiln build failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    out
+}
+
+/// Two builds, in two directories, a second apart.
+struct Built {
+    a: PathBuf,
+    b: PathBuf,
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let set = fixtures();
+        let boot = boot_fixtures();
+        let registry = registry_with(&[
+            &set.kernel,
+            &set.init,
+            &set.runc,
+            &set.plain,
+            &boot.efi_stub,
+        ]);
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_formats-out");
+        let _ = std::fs::remove_dir_all(&root);
+        let a = build(&root.join("a"), &registry);
+        std::thread::sleep(Duration::from_millis(1100));
+        let b = build(&root.join("b"), &registry);
+        Built { a, b }
+    })
+}
+
+fn output(file: &str) -> PathBuf {
+    built().a.join(file)
+}
+
+/// Boots `media` and waits for the init's markers and the onboot
+/// container's output, then for the poweroff.
+fn boots(firmware: Firmware, media: Media) {
+    let args = firmware::args(&firmware, &media, 768);
+    let mut vm = Vm::start(args, Duration::from_secs(900)).unwrap();
+    let within = Duration::from_secs(600);
+    for marker in [
+        "KILN-MARKER init stage1",
+        "KILN-PAYLOAD plain ok layer2=layer2 removed=yes",
+        "KILN-MARKER onboot 000-plain exit=0",
+        "KILN-MARKER init ready",
+        "KILN-MARKER poweroff",
+    ] {
+        vm.wait_for_text(marker, within)
+            .unwrap_or_else(|e| panic!("waiting for `{marker}`: {e:#}"));
+    }
+    vm.wait_poweroff(Duration::from_secs(120)).unwrap();
+}
+
+fn ovmf() -> (tempfile::TempDir, Firmware) {
+    let dir = tempfile::tempdir().unwrap();
+    let fw = Firmware::ovmf(dir.path()).unwrap();
+    (dir, fw)
+}
+
+fn tool(name: &str, package: &str) -> Command {
+    Command::new(tools::find(name, package).unwrap_or_else(|e| panic!("{e:#}")))
+}
+
+fn stdout_of(cmd: &mut Command) -> String {
+    tools::run_stdout(cmd).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The ESP of a GPT disk made by kiln (one partition at 1 MiB) as its own
+/// file, for `fsck.vfat`.
+fn extract_esp(disk: &Path, dir: &Path) -> PathBuf {
+    let out = stdout_of(tool("sgdisk", "gdisk").arg("-i").arg("1").arg(disk));
+    let sector = |label: &str| -> u64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in sgdisk -i: {out}"));
+        line[label.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (first, last) = (sector("First sector:"), sector("Last sector:"));
+    let bytes = std::fs::read(disk).unwrap();
+    let esp = dir.join("esp.img");
+    std::fs::write(
+        &esp,
+        &bytes[(first * 512) as usize..((last + 1) * 512) as usize],
+    )
+    .unwrap();
+    esp
+}
+
+#[test]
+fn every_format_is_bit_identical_across_directories_and_times() {
+    let built = built();
+    let mut names: Vec<String> = std::fs::read_dir(&built.a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [format!("{NAME}-efi.img"), format!("{NAME}.efi")]);
+    for name in names {
+        let x = std::fs::read(built.a.join(&name)).unwrap();
+        let y = std::fs::read(built.b.join(&name)).unwrap();
+        assert!(x == y, "{name} differs between two builds");
+    }
+}
+
+#[test]
+fn uki_has_the_sections_of_its_parts() {
+    use kiln_backend::engine::boot::uki::section;
+    let uki = std::fs::read(output(&format!("{NAME}.efi"))).unwrap();
+    let (_, cmdline) = section(&uki, ".cmdline").unwrap().unwrap();
+    assert_eq!(cmdline, b"console=ttyS0 panic=-1 kiln.autopoweroff=1");
+    let (_, osrel) = section(&uki, ".osrel").unwrap().unwrap();
+    assert!(String::from_utf8_lossy(osrel).contains("NAME=\"LinuxKit\""));
+    let (_, linux) = section(&uki, ".linux").unwrap().unwrap();
+    // The bzImage's setup header magic.
+    assert_eq!(&linux[0x202..0x206], b"HdrS");
+    let (_, initrd) = section(&uki, ".initrd").unwrap().unwrap();
+    assert_eq!(&initrd[..2], &[0x1f, 0x8b]);
+}
+
+#[test]
+fn raw_efi_is_a_valid_gpt_disk_with_a_clean_esp() {
+    let disk = output(&format!("{NAME}-efi.img"));
+    let v = stdout_of(tool("sgdisk", "gdisk").arg("-v").arg(&disk));
+    assert!(v.contains("No problems found"), "sgdisk -v: {v}");
+    let dir = tempfile::tempdir().unwrap();
+    let esp = extract_esp(&disk, dir.path());
+    let fsck = stdout_of(tool("fsck.vfat", "dosfstools").arg("-n").arg(&esp));
+    assert!(fsck.contains(" files, "), "fsck.vfat: {fsck}");
+    let info = stdout_of(
+        tool("qemu-img", "qemu-utils")
+            .args(["info", "--output=json", "-f", "raw"])
+            .arg(&disk),
+    );
+    assert!(info.contains("\"format\": \"raw\""), "{info}");
+}
+
+#[test]
+fn uki_boots_under_ovmf() {
+    let uki = output(&format!("{NAME}.efi"));
+    let (_dir, fw) = ovmf();
+    boots(fw, Media::Kernel(uki));
+}
+
+#[test]
+fn raw_efi_boots_under_ovmf() {
+    let disk = output(&format!("{NAME}-efi.img"));
+    let (_dir, fw) = ovmf();
+    boots(
+        fw,
+        Media::Disk {
+            path: disk,
+            format: "raw".into(),
+        },
+    );
+}
