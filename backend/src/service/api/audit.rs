@@ -33,6 +33,7 @@ pub struct AuditQuery {
     /// Entries with a larger id only.
     pub after: Option<i64>,
     /// At most this many (1-1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -55,13 +56,17 @@ pub async fn team_audit(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
     caller.require(&team, Role::Admin)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("`limit` is 1-1000"));
+    }
     let rows = sqlx::query(
         "SELECT id, at, actor, action, target, detail FROM audit_log \
          WHERE team = ? AND id > ? ORDER BY id LIMIT ?",
     )
     .bind(&team)
     .bind(q.after.unwrap_or(0))
-    .bind(q.limit.unwrap_or(100).clamp(1, 1000))
+    .bind(limit)
     .fetch_all(&app.db)
     .await?;
     Ok(Json(AuditList {

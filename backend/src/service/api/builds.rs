@@ -37,8 +37,14 @@ pub struct SubmitBuild {
     #[serde(default)]
     pub formats: Vec<String>,
     /// Base name of the outputs [default: `kiln`].
+    #[schema(
+        pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub name: Option<String>,
     /// `amd64` or `arm64` [default: the server's].
+    #[schema(pattern = "^(amd64|arm64)$")]
     pub arch: Option<String>,
     /// The team that owns the build [default: the caller's only team].
     pub team: Option<String>,
@@ -122,6 +128,21 @@ pub struct Build {
     pub artifacts: Vec<ArtifactInfo>,
 }
 
+/// One server-sent event of a build's stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BuildEvent {
+    /// Its number in the build's log; send it back as `Last-Event-ID`.
+    #[schema(pattern = "^[0-9]+$")]
+    pub id: String,
+    /// `state`, `log`, `artifact` or (last) `end`.
+    #[schema(pattern = "^(state|log|artifact|end)$")]
+    pub event: String,
+    /// A JSON object: `state` (and `attempt` or `reason`), `message`,
+    /// the artifact's `name`, `size`, `sha256` and `media_type`, or the end's
+    /// `state`, `error` and `seconds`.
+    pub data: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BuildList {
     pub builds: Vec<Build>,
@@ -137,14 +158,17 @@ pub struct ListQuery {
     /// Only this team's builds.
     pub team: Option<String>,
     /// Only builds in this state.
+    #[param(pattern = "^(queued|running|succeeded|failed|cancelled)$")]
     pub state: Option<String>,
     /// At most this many, newest first (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct EventsQuery {
     /// Start after this event number (as `Last-Event-ID`).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
 }
 
@@ -377,7 +401,15 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<BuildList>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("`limit` is 1-200"));
+    }
+    if let Some(s) = &q.state {
+        if !["queued", "running", "succeeded", "failed", "cancelled"].contains(&s.as_str()) {
+            return Err(ApiError::bad_request(format!("no build state `{s}`")));
+        }
+    }
     let teams: Vec<String> = match &q.team {
         Some(t) if caller.sees(t) => vec![t.clone()],
         Some(_) => Vec::new(),
@@ -559,7 +591,7 @@ async fn next_event(mut st: Stream) -> Option<(Result<Event, Infallible>, Stream
     params(("id" = String, Path, description = "Build id"), EventsQuery,
            ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream; each event as described", content_type = "text/event-stream", body = BuildEvent),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -573,6 +605,11 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     visible(&app, &caller, &id).await?;
+    if q.after.is_some_and(|a| a < 0) {
+        return Err(ApiError::bad_request(
+            "`after` is an event number, 0 or more",
+        ));
+    }
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

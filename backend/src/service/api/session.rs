@@ -39,6 +39,7 @@ pub struct Me {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewUser {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", min_length = 1, max_length = 64)]
     pub name: String,
     pub password: String,
 }

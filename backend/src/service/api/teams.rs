@@ -27,6 +27,7 @@ pub struct TeamList {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewTeam {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", min_length = 1, max_length = 64)]
     pub name: String,
 }
 

@@ -16,7 +16,8 @@ use crate::service::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewToken {
-    /// What the token is for.
+    /// What the token is for (not blank).
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// At most the creator's role [default: the creator's role].
     pub role: Option<Role>,
@@ -114,7 +115,7 @@ pub async fn create_token(
             mine.as_str()
         )));
     }
-    if req.name.trim().is_empty() || req.name.len() > 200 {
+    if req.name.trim().is_empty() || req.name.chars().count() > 200 {
         return Err(ApiError::bad_request("a token name is 1-200 characters"));
     }
     let id = db::new_id();
