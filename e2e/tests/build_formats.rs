@@ -19,7 +19,7 @@ use kiln_e2e::registry::Registry;
 use kiln_e2e::tools;
 
 /// Every format these tests check.
-const FORMATS: &str = "uki,raw-efi";
+const FORMATS: &str = "uki,raw-efi,qcow2-efi,vhd,dynamic-vhd,vmdk";
 const NAME: &str = "boot";
 
 fn boot_fixtures() -> &'static BootFixtures {
@@ -175,7 +175,18 @@ fn every_format_is_bit_identical_across_directories_and_times() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, [format!("{NAME}-efi.img"), format!("{NAME}.efi")]);
+    let expected: Vec<String> = [
+        "-dynamic.vhd",
+        "-efi.img",
+        "-efi.qcow2",
+        ".efi",
+        ".vhd",
+        ".vmdk",
+    ]
+    .iter()
+    .map(|s| format!("{NAME}{s}"))
+    .collect();
+    assert_eq!(names, expected);
     for name in names {
         let x = std::fs::read(built.a.join(&name)).unwrap();
         let y = std::fs::read(built.b.join(&name)).unwrap();
@@ -215,6 +226,79 @@ fn raw_efi_is_a_valid_gpt_disk_with_a_clean_esp() {
     assert!(info.contains("\"format\": \"raw\""), "{info}");
 }
 
+/// qemu-img's drivers read the same disk out of every container.
+#[test]
+fn containers_hold_the_raw_efi_disk() {
+    let raw = output(&format!("{NAME}-efi.img"));
+    for (file, format, checkable) in [
+        ("-efi.qcow2", "qcow2", true),
+        (".vmdk", "vmdk", true),
+        (".vhd", "vpc", false),
+        ("-dynamic.vhd", "vpc", false),
+    ] {
+        let path = output(&format!("{NAME}{file}"));
+        if checkable {
+            let check = stdout_of(
+                tool("qemu-img", "qemu-utils")
+                    .args(["check", "-f", format])
+                    .arg(&path),
+            );
+            assert!(check.contains("No errors were found"), "{file}: {check}");
+        }
+        let info = stdout_of(
+            tool("qemu-img", "qemu-utils")
+                .args(["info", "--output=json", "-f", format])
+                .arg(&path),
+        );
+        let size = std::fs::metadata(&raw).unwrap().len();
+        assert!(
+            info.contains(&format!("\"virtual-size\": {size},")),
+            "{file}: {info}"
+        );
+        let compare = stdout_of(
+            tool("qemu-img", "qemu-utils")
+                .args(["compare", "-f", "raw", "-F", format])
+                .arg(&raw)
+                .arg(&path),
+        );
+        assert!(
+            compare.contains("Images are identical"),
+            "{file}: {compare}"
+        );
+    }
+}
+
+fn disk_boots(file: &str, format: &str) {
+    let (_dir, fw) = ovmf();
+    boots(
+        fw,
+        Media::Disk {
+            path: output(&format!("{NAME}{file}")),
+            format: format.into(),
+        },
+    );
+}
+
+#[test]
+fn qcow2_efi_boots_under_ovmf() {
+    disk_boots("-efi.qcow2", "qcow2");
+}
+
+#[test]
+fn vhd_boots_under_ovmf() {
+    disk_boots(".vhd", "vpc");
+}
+
+#[test]
+fn dynamic_vhd_boots_under_ovmf() {
+    disk_boots("-dynamic.vhd", "vpc");
+}
+
+#[test]
+fn vmdk_boots_under_ovmf() {
+    disk_boots(".vmdk", "vmdk");
+}
+
 #[test]
 fn uki_boots_under_ovmf() {
     let uki = output(&format!("{NAME}.efi"));
@@ -224,13 +308,5 @@ fn uki_boots_under_ovmf() {
 
 #[test]
 fn raw_efi_boots_under_ovmf() {
-    let disk = output(&format!("{NAME}-efi.img"));
-    let (_dir, fw) = ovmf();
-    boots(
-        fw,
-        Media::Disk {
-            path: disk,
-            format: "raw".into(),
-        },
-    );
+    disk_boots("-efi.img", "raw");
 }

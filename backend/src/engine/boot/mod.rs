@@ -7,8 +7,11 @@
 pub mod fat;
 pub mod gpt;
 pub mod loader;
+pub mod qcow2;
 pub mod sparse;
 pub mod uki;
+pub mod vhd;
+pub mod vmdk;
 
 use sha2::{Digest as _, Sha256};
 

@@ -2,7 +2,8 @@
 //! `kernel+initrd` writer (into a scratch directory), the boot loaders
 //! from their images, and `engine::boot` assembles them.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use super::output::{self, InitrdOptions};
@@ -11,7 +12,9 @@ use super::rootfs::Inputs;
 use super::BuildError;
 use crate::engine::boot::fat::FatFile;
 use crate::engine::boot::loader::{self, LoaderImage};
+use crate::engine::boot::sparse::SparseDisk;
 use crate::engine::boot::{self, BootError, BootParts};
+use crate::engine::boot::{qcow2, vhd, vmdk};
 use crate::engine::formats::format::Format;
 
 /// Settings of the bootable formats.
@@ -28,6 +31,8 @@ pub struct BootOptions {
 pub(super) struct Shared {
     parts: Option<BootParts>,
     uki: Option<Vec<u8>>,
+    /// The raw-efi disk and the seed of its GUIDs.
+    efi_disk: Option<(SparseDisk, [u8; 32])>,
 }
 
 fn io_at(path: &Path) -> impl Fn(std::io::Error) -> BuildError + '_ {
@@ -93,6 +98,26 @@ impl Context<'_> {
         Ok(shared.uki.as_deref().expect("set above"))
     }
 
+    fn efi_disk<'s>(
+        &self,
+        shared: &'s mut Shared,
+        format: Format,
+    ) -> Result<&'s (SparseDisk, [u8; 32]), BuildError> {
+        if shared.efi_disk.is_none() {
+            let removable = loader::removable_path(self.arch)
+                .ok_or_else(|| BootError::Arch(self.arch.to_owned()))?;
+            let uki = self.uki(shared, format)?;
+            let files = [FatFile {
+                path: removable,
+                data: uki,
+            }];
+            let disk = boot::esp_disk(&files, self.boot.size)?;
+            let seed = boot::seed(&files);
+            shared.efi_disk = Some((disk, seed));
+        }
+        Ok(shared.efi_disk.as_ref().expect("set above"))
+    }
+
     /// Writes one boot format; returns the files written.
     pub fn write(&self, format: Format, shared: &mut Shared) -> Result<Vec<PathBuf>, BuildError> {
         let path = format.outputs(self.dir, self.name).remove(0);
@@ -103,17 +128,23 @@ impl Context<'_> {
                 fs::write(&tmp, uki).map_err(io_at(&tmp))?;
             }
             Format::RawEfi => {
-                let removable = loader::removable_path(self.arch)
-                    .ok_or_else(|| BootError::Arch(self.arch.to_owned()))?;
-                let uki = self.uki(shared, format)?;
-                let disk = boot::esp_disk(
-                    &[FatFile {
-                        path: removable,
-                        data: uki,
-                    }],
-                    self.boot.size,
-                )?;
+                let (disk, _) = self.efi_disk(shared, format)?;
                 disk.write_raw(&tmp).map_err(io_at(&tmp))?;
+            }
+            Format::Qcow2Efi | Format::Vhd | Format::DynamicVhd | Format::Vmdk => {
+                let (disk, seed) = self.efi_disk(shared, format)?;
+                let file_name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let mut out = BufWriter::new(File::create(&tmp).map_err(io_at(&tmp))?);
+                match format {
+                    Format::Qcow2Efi => qcow2::write(disk, &mut out),
+                    Format::Vhd => vhd::write_fixed(disk, seed, &mut out),
+                    Format::DynamicVhd => vhd::write_dynamic(disk, seed, &mut out),
+                    _ => vmdk::write(disk, &file_name, seed, &mut out),
+                }
+                .map_err(io_at(&tmp))?;
             }
             other => unreachable!("{other} is not a boot format"),
         }

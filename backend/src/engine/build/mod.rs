@@ -214,7 +214,12 @@ pub fn write_outputs(
     let mut shared = disk::Shared::default();
     for format in req.formats {
         match format {
-            Format::Uki | Format::RawEfi => written.extend(boot.write(*format, &mut shared)?),
+            Format::Uki
+            | Format::RawEfi
+            | Format::Qcow2Efi
+            | Format::Vhd
+            | Format::DynamicVhd
+            | Format::Vmdk => written.extend(boot.write(*format, &mut shared)?),
             Format::Tar | Format::Docker => {
                 let path = format.outputs(req.dir, req.name).remove(0);
                 let tmp = path.with_extension("kiln-tmp");

@@ -14,13 +14,16 @@ pub enum Format {
     Oci,
     Uki,
     RawEfi,
+    Qcow2Efi,
+    Vhd,
+    DynamicVhd,
+    Vmdk,
 }
 
 /// linuxkit's format names that kiln does not write (yet), so the error can
 /// say so rather than call the name unknown.
 const LINUXKIT_ONLY: &[&str] = &[
     "aws",
-    "dynamic-vhd",
     "gcp",
     "iso-bios",
     "iso-efi",
@@ -29,11 +32,8 @@ const LINUXKIT_ONLY: &[&str] = &[
     "kernel+iso",
     "kernel+squashfs",
     "qcow2-bios",
-    "qcow2-efi",
     "raw-bios",
     "rpi3",
-    "vhd",
-    "vmdk",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,14 +49,18 @@ pub enum FormatError {
 }
 
 impl Format {
-    pub const ALL: [Format; 7] = [
+    pub const ALL: [Format; 11] = [
         Format::Docker,
+        Format::DynamicVhd,
         Format::KernelInitrd,
         Format::Oci,
+        Format::Qcow2Efi,
         Format::RawEfi,
         Format::Tar,
         Format::TarKernelInitrd,
         Format::Uki,
+        Format::Vhd,
+        Format::Vmdk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +72,10 @@ impl Format {
             Format::Oci => "oci",
             Format::Uki => "uki",
             Format::RawEfi => "raw-efi",
+            Format::Qcow2Efi => "qcow2-efi",
+            Format::Vhd => "vhd",
+            Format::DynamicVhd => "dynamic-vhd",
+            Format::Vmdk => "vmdk",
         }
     }
 
@@ -81,12 +89,24 @@ impl Format {
             Format::Oci => "an OCI image layout tar of the root filesystem",
             Format::Uki => "a Unified Kernel Image: the EFI stub (--efi-stub) with kernel, initrd, command line and os-release as PE sections",
             Format::RawEfi => "a GPT disk whose FAT32 ESP holds the UKI as EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI on arm64); --size sets the disk size",
+            Format::Qcow2Efi => "the raw-efi disk as qcow2 (only clusters with data stored)",
+            Format::Vhd => "the raw-efi disk as a fixed VHD",
+            Format::DynamicVhd => "the raw-efi disk as a dynamic VHD (<name>-dynamic.vhd, only blocks with data stored)",
+            Format::Vmdk => "the raw-efi disk as a monolithic sparse VMDK",
         }
     }
 
     /// Whether the format boots through the UKI, so needs an EFI stub.
     pub fn needs_efi_stub(self) -> bool {
-        matches!(self, Format::Uki | Format::RawEfi)
+        matches!(
+            self,
+            Format::Uki
+                | Format::RawEfi
+                | Format::Qcow2Efi
+                | Format::Vhd
+                | Format::DynamicVhd
+                | Format::Vmdk
+        )
     }
 
     /// Whether the format needs the kernel, initrd and command line.
@@ -158,6 +178,10 @@ impl Format {
             Format::Oci => vec![file("-oci.tar")],
             Format::Uki => vec![file(".efi")],
             Format::RawEfi => vec![file("-efi.img")],
+            Format::Qcow2Efi => vec![file("-efi.qcow2")],
+            Format::Vhd => vec![file(".vhd")],
+            Format::DynamicVhd => vec![file("-dynamic.vhd")],
+            Format::Vmdk => vec![file(".vmdk")],
         }
     }
 }
