@@ -10,5 +10,6 @@ pub mod fs;
 pub mod provenance;
 pub mod reference;
 pub mod registry;
+pub mod sbom;
 pub mod store;
 pub mod trust;
