@@ -235,6 +235,28 @@ impl Registry {
         Ok(body)
     }
 
+    /// `DELETE /v2/<repo>/manifests/<digest>`.
+    pub fn delete_manifest(&self, repo: &str, digest: &str) -> anyhow::Result<()> {
+        let url = format!("http://{}/v2/{repo}/manifests/{digest}", self.addr);
+        let resp = self.http.delete(&url).call()?;
+        if resp.status() != 202 {
+            bail!("DELETE {url}: HTTP {}", resp.status());
+        }
+        Ok(())
+    }
+
+    /// Where the registry keeps a blob's bytes on disk, for tests that
+    /// tamper with the storage behind the registry's back.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2.min(hex.len())])
+            .join(hex)
+            .join("data")
+    }
+
     /// `GET /v2/<repo>/tags/list`.
     pub fn tags(&self, repo: &str) -> anyhow::Result<Vec<String>> {
         let url = format!("http://{}/v2/{repo}/tags/list", self.addr);

@@ -15,6 +15,7 @@ use kiln_backend::engine::build::{
 use kiln_backend::engine::flatten::FlattenOptions;
 use kiln_backend::engine::formats::format::Format;
 use kiln_backend::engine::provenance::{self, BuildRecord, ContentTrust, DEFAULT_BUILDER_ID};
+use kiln_backend::engine::sbom::{self, SbomOptions};
 use kiln_backend::engine::store::{self, Platform, Store};
 use kiln_shared::{Source, Spec};
 use kiln_signer::bundle::Bundle;
@@ -241,6 +242,9 @@ fn run_build(args: Args) -> Result<(), Failure> {
         arch: platform.architecture.as_str(),
         images: &images,
         trust: &trust,
+        spec: &spec,
+        store: &store,
+        sbom: !args.no_sbom,
     });
 
     let cwd = std::env::current_dir().map_err(|e| usage(format!("no working directory: {e}")))?;
@@ -298,14 +302,14 @@ fn run_build(args: Args) -> Result<(), Failure> {
                 .map_err(|e| failed(format!("{}: {e}", tmp.display())))?;
             drop(w);
             std::fs::rename(&tmp, out).map_err(|e| failed(format!("{}: {e}", out.display())))?;
-            let artifacts = vec![build::artifact_of(out).map_err(failed)?];
-            sign_provenance(provenance.as_ref(), &artifacts, dir)?;
+            let mut artifacts = vec![build::artifact_of(out).map_err(failed)?];
+            sign_provenance(provenance.as_ref(), &mut artifacts, dir)?;
             summary(&artifacts, &trust, started);
             Ok(())
         }
         None => {
-            let artifacts = build::write_outputs(&req, &store, &images).map_err(failed)?;
-            sign_provenance(provenance.as_ref(), &artifacts, &args.dir)?;
+            let mut artifacts = build::write_outputs(&req, &store, &images).map_err(failed)?;
+            sign_provenance(provenance.as_ref(), &mut artifacts, &args.dir)?;
             summary(&artifacts, &trust, started);
             Ok(())
         }
@@ -340,17 +344,34 @@ struct Provenance<'a> {
     arch: &'a str,
     images: &'a Images,
     trust: &'a TrustRecord,
+    spec: &'a Spec,
+    store: &'a Store,
+    /// Write NAME-sbom.spdx.json (with the packages found in the images)
+    /// for publishing, unless `--no-sbom`.
+    sbom: bool,
 }
 
-/// Writes NAME-provenance.sigstore.json next to the outputs, when asked to.
+/// Writes NAME-sbom.spdx.json and NAME-provenance.sigstore.json next to
+/// the outputs, when asked to; the SBOM joins the outputs the provenance
+/// names, which is what `kiln publish` reads.
 fn sign_provenance(
     provenance: Option<&Provenance<'_>>,
-    artifacts: &[Artifact],
+    artifacts: &mut Vec<Artifact>,
     dir: &Path,
 ) -> Result<(), Failure> {
     let Some(p) = provenance else {
         return Ok(());
     };
+    if p.sbom {
+        let options = SbomOptions {
+            scan_packages: true,
+            ..SbomOptions::new(p.name).map_err(usage)?
+        };
+        let doc = sbom::document(p.spec, p.images, p.store, &options).map_err(failed)?;
+        let path = dir.join(format!("{}-sbom.spdx.json", p.name));
+        std::fs::write(&path, doc).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        artifacts.push(build::artifact_of(&path).map_err(failed)?);
+    }
     let statement = provenance::statement(&BuildRecord {
         builder_id: DEFAULT_BUILDER_ID,
         spec_sha256: &p.spec_sha256,

@@ -5,6 +5,7 @@ mod build;
 mod cache;
 mod credentials;
 mod login;
+mod publish;
 mod remote;
 mod schema;
 mod serve;
@@ -13,6 +14,7 @@ mod signer;
 mod validate;
 mod verify;
 mod verify_build;
+mod verify_release;
 
 use std::process::ExitCode;
 
@@ -41,6 +43,8 @@ enum Command {
     Sign(sign::Args),
     Verify(verify::Args),
     VerifyBuild(verify_build::Args),
+    Publish(publish::Args),
+    VerifyRelease(verify_release::Args),
 }
 
 /// Exit codes shared by every subcommand.
@@ -67,6 +71,8 @@ pub fn run() -> ExitCode {
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
         Command::VerifyBuild(args) => verify_build::run(args),
+        Command::Publish(args) => publish::run(args),
+        Command::VerifyRelease(args) => verify_release::run(args),
     };
     ExitCode::from(code)
 }

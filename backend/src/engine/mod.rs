@@ -8,6 +8,7 @@ pub mod flatten;
 pub mod formats;
 pub mod fs;
 pub mod provenance;
+pub mod publish;
 pub mod reference;
 pub mod registry;
 pub mod sbom;
