@@ -10,6 +10,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
@@ -220,15 +221,44 @@ fn tempfile_in(dir: &Path, name: &str) -> Result<PathBuf, OutputError> {
     Ok(path)
 }
 
+/// A temporary name beside `path` that no other process or thread uses:
+/// builds in one process (the service) write the same cache entries at once.
+fn unique_tmp(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".tmp{}-{n}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Copies `from` to `to` through a temporary file and a rename, so readers
+/// see the old file or the whole new one.
+fn copy_atomically(from: &Path, to: &Path) -> io::Result<()> {
+    let tmp = unique_tmp(to);
+    let result = fs::copy(from, &tmp)
+        .and_then(|_| File::open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, to));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_atomically(to: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = unique_tmp(to);
+    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, to));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Moves a finished member into the cache atomically.
 fn store_member(member: &Path, cached: &Path) -> io::Result<()> {
     if let Some(parent) = cached.parent() {
         fs::create_dir_all(parent)?;
     }
-    let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
-    fs::copy(member, &tmp)?;
-    File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, cached)
+    copy_atomically(member, cached)
 }
 
 fn boot_paths(member: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -245,10 +275,10 @@ fn save_boot(member: &Path, boot: &BootFiles) -> io::Result<()> {
     }
     let (kernel, cmdline, ucode) = boot_paths(member);
     if let Some(k) = &boot.kernel {
-        fs::copy(k, &kernel)?;
+        copy_atomically(k, &kernel)?;
     }
-    fs::write(&cmdline, &boot.cmdline)?;
-    fs::write(&ucode, &boot.ucode)
+    write_atomically(&cmdline, &boot.cmdline)?;
+    write_atomically(&ucode, &boot.ucode)
 }
 
 fn restore_boot(member: &Path, kernel_path: &Path, boot: &mut BootFiles) -> bool {
@@ -314,4 +344,48 @@ fn member_key(inputs: &Inputs<'_>, section: &Section, opts: &InitrdOptions) -> O
         Section::Files => return None,
     }
     Some(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_in_one_process_store_the_same_member_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cached = dir.path().join("cache/key.cpio.gz");
+        let members: Vec<PathBuf> = (0..8)
+            .map(|i| {
+                let m = dir.path().join(format!("member{i}"));
+                fs::write(&m, vec![b'x'; 1 << 16]).unwrap();
+                m
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for m in &members {
+                let cached = &cached;
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        store_member(m, cached).unwrap();
+                        save_boot(
+                            cached,
+                            &BootFiles {
+                                kernel: Some(m.clone()),
+                                cmdline: b"console=ttyS0".to_vec(),
+                                ucode: Vec::new(),
+                            },
+                        )
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(fs::read(&cached).unwrap().len(), 1 << 16);
+        let left: Vec<_> = fs::read_dir(cached.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
