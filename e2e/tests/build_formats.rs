@@ -19,7 +19,7 @@ use kiln_e2e::registry::Registry;
 use kiln_e2e::tools;
 
 /// Every format these tests check.
-const FORMATS: &str = "uki,raw-efi,qcow2-efi,vhd,dynamic-vhd,vmdk";
+const FORMATS: &str = "uki,raw-efi,qcow2-efi,vhd,dynamic-vhd,vmdk,iso-efi,iso-bios,raw-bios";
 const NAME: &str = "boot";
 
 fn boot_fixtures() -> &'static BootFixtures {
@@ -62,8 +62,10 @@ fn build(dir: &Path, registry: &Registry) -> PathBuf {
     std::fs::write(dir.join(format!("{NAME}.yml")), spec(registry)).unwrap();
     let out = dir.join("out");
     let stub = reference(registry, &boot_fixtures().efi_stub);
+    let bios = reference(registry, &boot_fixtures().syslinux);
     let run = kiln_in(dir)
-        .args(["build", "-f", FORMATS, "--efi-stub", &stub, "--dir"])
+        .args(["build", "-f", FORMATS, "--efi-stub", &stub])
+        .args(["--bios-loader", &bios, "--dir"])
         .arg(&out)
         .arg(format!("{NAME}.yml"))
         .output()
@@ -93,6 +95,7 @@ fn built() -> &'static Built {
             &set.runc,
             &set.plain,
             &boot.efi_stub,
+            &boot.syslinux,
         ]);
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build_formats-out");
         let _ = std::fs::remove_dir_all(&root);
@@ -176,10 +179,13 @@ fn every_format_is_bit_identical_across_directories_and_times() {
         .collect();
     names.sort();
     let expected: Vec<String> = [
+        "-bios.img",
         "-dynamic.vhd",
         "-efi.img",
+        "-efi.iso",
         "-efi.qcow2",
         ".efi",
+        ".iso",
         ".vhd",
         ".vmdk",
     ]
@@ -266,6 +272,105 @@ fn containers_hold_the_raw_efi_disk() {
             "{file}: {compare}"
         );
     }
+}
+
+/// xorriso reads the El Torito catalog kiln wrote, and sfdisk the hybrid
+/// MBR; the EFI image is a clean FAT volume.
+#[test]
+fn isos_have_the_boot_records_xorriso_expects() {
+    let xorriso = |file: &str| {
+        stdout_of(
+            tool("xorriso", "xorriso")
+                .arg("-indev")
+                .arg(output(&format!("{NAME}{file}")))
+                .args(["-report_el_torito", "plain", "-find", "/"]),
+        )
+    };
+    let efi = xorriso("-efi.iso");
+    assert!(
+        efi.lines()
+            .any(|l| l.starts_with("El Torito boot img :   1  UEFI  y   none")),
+        "{efi}"
+    );
+    assert!(efi.contains("/BOOT/EFIBOOT.IMG"), "{efi}");
+    let bios = xorriso(".iso");
+    assert!(
+        bios.lines().any(
+            |l| l.starts_with("El Torito boot img :   1  BIOS  y   none") && l.contains(" 4 ")
+        ),
+        "{bios}"
+    );
+    assert!(
+        bios.contains("boot-info-table isohybrid-suitable"),
+        "{bios}"
+    );
+    for path in [
+        "'/ISOLINUX/ISOLINUX.BIN'",
+        "'/ISOLINUX/LDLINUX.C32'",
+        "'/ISOLINUX/ISOLINUX.CFG'",
+        "'/KERNEL'",
+        "'/INITRD.IMG'",
+    ] {
+        assert!(bios.contains(path), "{path} missing: {bios}");
+    }
+    for file in ["-efi.iso", ".iso", "-bios.img"] {
+        let path = output(&format!("{NAME}{file}"));
+        let verify = stdout_of(tool("sfdisk", "fdisk").arg("--verify").arg(&path));
+        assert!(verify.contains("No errors detected"), "{file}: {verify}");
+    }
+    // The MBR's one partition is the EFI image.
+    let iso = output(&format!("{NAME}-efi.iso"));
+    let dump = stdout_of(tool("sfdisk", "fdisk").arg("-d").arg(&iso));
+    let line = dump
+        .lines()
+        .find(|l| l.contains("type=ef"))
+        .unwrap_or_else(|| panic!("no EFI partition: {dump}"));
+    let field = |name: &str| -> u64 {
+        let at = line.find(name).unwrap() + name.len();
+        line[at..]
+            .trim_start()
+            .split(',')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (start, size) = (field("start="), field("size="));
+    let bytes = std::fs::read(&iso).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("efiboot.img");
+    std::fs::write(
+        &image,
+        &bytes[(start * 512) as usize..((start + size) * 512) as usize],
+    )
+    .unwrap();
+    stdout_of(tool("fsck.vfat", "dosfstools").arg("-n").arg(&image));
+}
+
+#[test]
+fn iso_efi_boots_under_ovmf() {
+    let (_dir, fw) = ovmf();
+    boots(fw, Media::Cdrom(output(&format!("{NAME}-efi.iso"))));
+}
+
+#[test]
+fn iso_bios_boots_under_seabios() {
+    boots(
+        Firmware::SeaBios,
+        Media::Cdrom(output(&format!("{NAME}.iso"))),
+    );
+}
+
+#[test]
+fn raw_bios_boots_under_seabios() {
+    boots(
+        Firmware::SeaBios,
+        Media::Disk {
+            path: output(&format!("{NAME}-bios.img")),
+            format: "raw".into(),
+        },
+    );
 }
 
 fn disk_boots(file: &str, format: &str) {

@@ -58,6 +58,12 @@ pub struct Args {
     /// `[build] efi_stub` in $KILN_HOME/config.toml].
     #[arg(long, value_name = "IMAGE")]
     efi_stub: Option<String>,
+    /// Image holding ISOLINUX (`isolinux.bin`, `ldlinux.c32`,
+    /// `isohdpfx.bin`, e.g. from Debian's isolinux and syslinux-common)
+    /// for iso-bios and raw-bios [default: `[build] bios_loader` in
+    /// $KILN_HOME/config.toml].
+    #[arg(long, value_name = "IMAGE")]
+    bios_loader: Option<String>,
     /// Pull every image even when the store has it.
     #[arg(long)]
     pull: bool,
@@ -194,16 +200,18 @@ fn run_build(args: Args) -> Result<(), Failure> {
     let images = runtime
         .block_on(build::resolve_images(&spec, &platform, &store, &source))
         .map_err(failed)?;
-    let efi_stub = match efi_stub_name(&args, &formats)? {
-        Some(name) => Some(
-            runtime
-                .block_on(build::disk::resolve_loader(
-                    &name, &platform, &store, &source,
-                ))
-                .map_err(failed)?,
-        ),
-        None => None,
+    let (efi_stub_name, bios_loader_name) = loader_names(&args, &formats)?;
+    let resolve = |name: Option<String>| match name {
+        Some(name) => runtime
+            .block_on(build::disk::resolve_loader(
+                &name, &platform, &store, &source,
+            ))
+            .map(Some)
+            .map_err(failed),
+        None => Ok(None),
     };
+    let efi_stub = resolve(efi_stub_name)?;
+    let bios_loader = resolve(bios_loader_name)?;
     let policy = trust_policy(args.trust_policy.as_deref())?;
     let registry = match &source {
         ImageSource::Registry { config, .. } => Some(config.as_ref()),
@@ -263,7 +271,11 @@ fn run_build(args: Args) -> Result<(), Failure> {
         },
         flatten: FlattenOptions::default(),
         cancel: Default::default(),
-        boot: BootOptions { size, efi_stub },
+        boot: BootOptions {
+            size,
+            efi_stub,
+            bios_loader,
+        },
     };
 
     match &args.output {
@@ -402,20 +414,31 @@ fn sign_provenance(
     Ok(())
 }
 
-/// The EFI stub image, when a requested format needs one: `--efi-stub`,
-/// else `[build] efi_stub` from the config file.
-fn efi_stub_name(args: &Args, formats: &[Format]) -> Result<Option<String>, Failure> {
-    if !formats.iter().any(|f| f.needs_efi_stub()) {
-        return Ok(None);
+/// The boot loader images the requested formats need: `--efi-stub` and
+/// `--bios-loader`, else `[build] efi_stub` / `bios_loader` from the
+/// config file.
+fn loader_names(
+    args: &Args,
+    formats: &[Format],
+) -> Result<(Option<String>, Option<String>), Failure> {
+    let efi = formats.iter().any(|f| f.needs_efi_stub());
+    let bios = formats.iter().any(|f| f.needs_bios_loader());
+    let mut names = (
+        args.efi_stub.clone().filter(|_| efi),
+        args.bios_loader.clone().filter(|_| bios),
+    );
+    if (efi && names.0.is_none()) || (bios && names.1.is_none()) {
+        if let Some(path) = store::kiln_home().map(|h| super::cache::config::default_path(&h)) {
+            let config = FileConfig::load(&path).map_err(usage)?;
+            if efi && names.0.is_none() {
+                names.0 = config.build.efi_stub;
+            }
+            if bios && names.1.is_none() {
+                names.1 = config.build.bios_loader;
+            }
+        }
     }
-    if let Some(name) = &args.efi_stub {
-        return Ok(Some(name.clone()));
-    }
-    let Some(path) = store::kiln_home().map(|h| super::cache::config::default_path(&h)) else {
-        return Ok(None);
-    };
-    let config = FileConfig::load(&path).map_err(usage)?;
-    Ok(config.build.efi_stub)
+    Ok(names)
 }
 
 /// The trust policy: `--trust-policy`, else `$KILN_HOME/trust.toml` if it

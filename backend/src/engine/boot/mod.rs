@@ -6,6 +6,7 @@
 
 pub mod fat;
 pub mod gpt;
+pub mod iso;
 pub mod loader;
 pub mod qcow2;
 pub mod sparse;
@@ -41,6 +42,8 @@ pub enum BootError {
     Uki(#[from] uki::UkiError),
     #[error(transparent)]
     Fat(#[from] fat::FatError),
+    #[error(transparent)]
+    Iso(#[from] iso::IsoError),
     #[error("--size {size}: the disk needs at least {needed} bytes")]
     TooSmall { size: u64, needed: u64 },
     #[error("writing the {what}: {error}")]
@@ -105,16 +108,113 @@ fn volume_id(seed: &[u8]) -> u32 {
     u32::from_le_bytes([g[0], g[1], g[2], g[3]])
 }
 
+/// Bytes a FAT32 volume needs for `files`, in whole MiB.
+fn fat_size(files: &[FatFile<'_>]) -> u64 {
+    let data: u64 = files.iter().map(|f| f.data.len() as u64).sum();
+    (data + fat::overhead(files))
+        .max(fat::MIN_FAT32)
+        .div_ceil(MIB)
+        * MIB
+}
+
+/// A FAT32 image holding `files` and nothing else (El Torito's EFI image).
+pub fn fat_image(files: &[FatFile<'_>]) -> Result<Vec<u8>, BootError> {
+    let len = fat_size(files);
+    let mut disk = SparseDisk::new(len);
+    fat::write(
+        &mut disk,
+        0,
+        len,
+        0,
+        volume_id(&seed(files)),
+        "EFIBOOT",
+        files,
+    )?;
+    let mut bytes = vec![0u8; len as usize];
+    disk.read_at(0, &mut bytes);
+    Ok(bytes)
+}
+
+/// The `iso-efi` image: the UKI in a FAT image booted through El Torito,
+/// with an MBR whose one partition (type 0xEF) is that image, so it boots
+/// from a disk too.
+pub fn iso_efi(uki: &[u8], removable: &str) -> Result<SparseDisk, BootError> {
+    let files = [FatFile {
+        path: removable,
+        data: uki,
+    }];
+    let image = fat_image(&files)?;
+    let seed = seed(&files);
+    let (iso, _) = iso::write(
+        "LINUXKIT",
+        &[iso::IsoFile {
+            path: "boot/efiboot.img",
+            data: &image,
+        }],
+        &iso::Boot {
+            efi: Some("boot/efiboot.img"),
+            ..iso::Boot::default()
+        },
+        volume_id(&seed),
+    )?;
+    Ok(iso)
+}
+
+/// The `iso-bios` image: ISOLINUX booting the kernel and initrd, made
+/// hybrid with ISOLINUX's MBR so the same bytes boot from a disk
+/// (`raw-bios`).
+pub fn iso_bios(parts: &BootParts, isolinux: &loader::Isolinux) -> Result<SparseDisk, BootError> {
+    let config = format!(
+        "DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  LINUX /kernel\n  INITRD /initrd.img\n  APPEND {}\n",
+        parts.cmdline
+    );
+    let files = [
+        iso::IsoFile {
+            path: "isolinux/isolinux.bin",
+            data: &isolinux.isolinux_bin,
+        },
+        iso::IsoFile {
+            path: "isolinux/ldlinux.c32",
+            data: &isolinux.ldlinux_c32,
+        },
+        iso::IsoFile {
+            path: "isolinux/isolinux.cfg",
+            data: config.as_bytes(),
+        },
+        iso::IsoFile {
+            path: "kernel",
+            data: &parts.kernel,
+        },
+        iso::IsoFile {
+            path: "initrd.img",
+            data: &parts.initrd,
+        },
+    ];
+    let fat_view: Vec<FatFile<'_>> = files
+        .iter()
+        .map(|f| FatFile {
+            path: f.path,
+            data: f.data,
+        })
+        .collect();
+    let (iso, _) = iso::write(
+        "LINUXKIT",
+        &files,
+        &iso::Boot {
+            bios: Some("isolinux/isolinux.bin"),
+            isohybrid_mbr: Some(&isolinux.isohdpfx),
+            ..iso::Boot::default()
+        },
+        volume_id(&seed(&fat_view)),
+    )?;
+    Ok(iso)
+}
+
 /// A GPT disk with one ESP (FAT32) holding `files`. With `size` the disk
 /// has that size and the ESP fills it; without, the ESP is just big
 /// enough (at least [`fat::MIN_FAT32`]) and the disk 2 MiB larger.
 pub fn esp_disk(files: &[FatFile<'_>], size: Option<u64>) -> Result<SparseDisk, BootError> {
-    let data: u64 = files.iter().map(|f| f.data.len() as u64).sum();
-    let esp_needed = (data + fat::overhead(files))
-        .max(fat::MIN_FAT32)
-        .div_ceil(MIB)
-        * MIB;
-    let needed = esp_needed + 2 * MIB;
+    let needed = fat_size(files) + 2 * MIB;
     let disk_len = match size {
         Some(s) if s.div_ceil(MIB) * MIB < needed => {
             return Err(BootError::TooSmall { size: s, needed })

@@ -24,6 +24,8 @@ pub struct BootOptions {
     pub size: Option<u64>,
     /// The image holding the systemd EFI stub (`--efi-stub`).
     pub efi_stub: Option<LoaderImage>,
+    /// The image holding ISOLINUX (`--bios-loader`).
+    pub bios_loader: Option<LoaderImage>,
 }
 
 /// What the boot formats of one build share, made once on first use.
@@ -33,6 +35,8 @@ pub(super) struct Shared {
     uki: Option<Vec<u8>>,
     /// The raw-efi disk and the seed of its GUIDs.
     efi_disk: Option<(SparseDisk, [u8; 32])>,
+    /// The isohybrid ISOLINUX image (iso-bios, raw-bios).
+    bios_iso: Option<SparseDisk>,
 }
 
 fn io_at(path: &Path) -> impl Fn(std::io::Error) -> BuildError + '_ {
@@ -145,6 +149,29 @@ impl Context<'_> {
                     _ => vmdk::write(disk, &file_name, seed, &mut out),
                 }
                 .map_err(io_at(&tmp))?;
+            }
+            Format::IsoEfi => {
+                let removable = loader::removable_path(self.arch)
+                    .ok_or_else(|| BootError::Arch(self.arch.to_owned()))?;
+                let uki = self.uki(shared, format)?;
+                boot::iso_efi(uki, removable)?
+                    .write_raw(&tmp)
+                    .map_err(io_at(&tmp))?;
+            }
+            Format::IsoBios | Format::RawBios => {
+                if shared.bios_iso.is_none() {
+                    let image = self.boot.bios_loader.as_ref().ok_or(BootError::NoLoader {
+                        format: format.name(),
+                        what: "ISOLINUX (isolinux.bin, ldlinux.c32, isohdpfx.bin)",
+                        flag: "--bios-loader IMAGE",
+                    })?;
+                    let isolinux =
+                        loader::isolinux(self.inputs.store, image, &self.inputs.flatten)?;
+                    let parts = self.parts(shared)?;
+                    shared.bios_iso = Some(boot::iso_bios(parts, &isolinux)?);
+                }
+                let iso = shared.bios_iso.as_ref().expect("set above");
+                iso.write_raw(&tmp).map_err(io_at(&tmp))?;
             }
             other => unreachable!("{other} is not a boot format"),
         }

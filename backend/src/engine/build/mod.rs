@@ -219,7 +219,10 @@ pub fn write_outputs(
             | Format::Qcow2Efi
             | Format::Vhd
             | Format::DynamicVhd
-            | Format::Vmdk => written.extend(boot.write(*format, &mut shared)?),
+            | Format::Vmdk
+            | Format::IsoEfi
+            | Format::IsoBios
+            | Format::RawBios => written.extend(boot.write(*format, &mut shared)?),
             Format::Tar | Format::Docker => {
                 let path = format.outputs(req.dir, req.name).remove(0);
                 let tmp = path.with_extension("kiln-tmp");

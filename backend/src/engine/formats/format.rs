@@ -18,6 +18,9 @@ pub enum Format {
     Vhd,
     DynamicVhd,
     Vmdk,
+    IsoEfi,
+    IsoBios,
+    RawBios,
 }
 
 /// linuxkit's format names that kiln does not write (yet), so the error can
@@ -25,14 +28,11 @@ pub enum Format {
 const LINUXKIT_ONLY: &[&str] = &[
     "aws",
     "gcp",
-    "iso-bios",
-    "iso-efi",
     "iso-efi-initrd",
     "kernel+erofs",
     "kernel+iso",
     "kernel+squashfs",
     "qcow2-bios",
-    "raw-bios",
     "rpi3",
 ];
 
@@ -49,12 +49,15 @@ pub enum FormatError {
 }
 
 impl Format {
-    pub const ALL: [Format; 11] = [
+    pub const ALL: [Format; 14] = [
         Format::Docker,
         Format::DynamicVhd,
+        Format::IsoBios,
+        Format::IsoEfi,
         Format::KernelInitrd,
         Format::Oci,
         Format::Qcow2Efi,
+        Format::RawBios,
         Format::RawEfi,
         Format::Tar,
         Format::TarKernelInitrd,
@@ -76,6 +79,9 @@ impl Format {
             Format::Vhd => "vhd",
             Format::DynamicVhd => "dynamic-vhd",
             Format::Vmdk => "vmdk",
+            Format::IsoEfi => "iso-efi",
+            Format::IsoBios => "iso-bios",
+            Format::RawBios => "raw-bios",
         }
     }
 
@@ -93,6 +99,9 @@ impl Format {
             Format::Vhd => "the raw-efi disk as a fixed VHD",
             Format::DynamicVhd => "the raw-efi disk as a dynamic VHD (<name>-dynamic.vhd, only blocks with data stored)",
             Format::Vmdk => "the raw-efi disk as a monolithic sparse VMDK",
+            Format::IsoEfi => "ISO 9660 whose El Torito EFI image is a FAT32 volume holding the UKI; hybrid (an MBR partition of type 0xEF points at that image)",
+            Format::IsoBios => "ISO 9660 with ISOLINUX (--bios-loader) booting the kernel and initrd; isohybrid",
+            Format::RawBios => "a BIOS disk image: the isohybrid iso-bios image, booted through ISOLINUX's MBR (<name>-bios.img)",
         }
     }
 
@@ -106,12 +115,18 @@ impl Format {
                 | Format::Vhd
                 | Format::DynamicVhd
                 | Format::Vmdk
+                | Format::IsoEfi
         )
+    }
+
+    /// Whether the format boots through ISOLINUX, so needs the BIOS loader.
+    pub fn needs_bios_loader(self) -> bool {
+        matches!(self, Format::IsoBios | Format::RawBios)
     }
 
     /// Whether the format needs the kernel, initrd and command line.
     pub fn needs_boot_parts(self) -> bool {
-        self.needs_efi_stub()
+        self.needs_efi_stub() || self.needs_bios_loader()
     }
 
     fn names() -> Vec<&'static str> {
@@ -182,6 +197,9 @@ impl Format {
             Format::Vhd => vec![file(".vhd")],
             Format::DynamicVhd => vec![file("-dynamic.vhd")],
             Format::Vmdk => vec![file(".vmdk")],
+            Format::IsoEfi => vec![file("-efi.iso")],
+            Format::IsoBios => vec![file(".iso")],
+            Format::RawBios => vec![file("-bios.img")],
         }
     }
 }
