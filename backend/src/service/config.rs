@@ -46,6 +46,9 @@ pub struct Config {
     /// The server's trust policy (TOML), applied to every team's builds
     /// together with the team's own policy.
     pub trust_policy: Option<PathBuf>,
+    /// Sign every team's releases through the signer daemon on this socket
+    /// instead of with the per-team keys under `home/keys`.
+    pub signer_socket: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             trust_policy: None,
+            signer_socket: None,
         }
     }
 }
@@ -90,6 +94,7 @@ const KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "trust_policy",
+    "signer_socket",
 ];
 
 impl Config {

@@ -5,6 +5,8 @@
 //! - `auth` — accounts, tokens, sessions, roles, the login rate limit.
 //! - `jobs` — the persistent build queue and its worker pool.
 //! - `trust` — the server's and a team's trust policies, combined.
+//! - `keys` — each team's release signing key; `release` — a succeeded
+//!   build as the engine publishes it.
 //! - `tls` — HTTPS with rustls when a certificate and key are configured.
 //! - `api` — one router per resource under `/api/v1`, and the OpenAPI
 //!   document generated from them.
@@ -14,6 +16,8 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod jobs;
+pub mod keys;
+pub mod release;
 pub mod tls;
 pub mod trust;
 

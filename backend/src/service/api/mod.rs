@@ -6,6 +6,7 @@ pub mod builds;
 pub mod error;
 pub mod health;
 pub mod policy;
+pub mod releases;
 pub mod session;
 pub mod teams;
 pub mod tokens;
@@ -36,6 +37,11 @@ use super::AppState;
         builds::events,
         builds::artifacts,
         builds::download,
+        releases::publish_build,
+        releases::list,
+        releases::get_release,
+        releases::verify,
+        releases::team_keys,
         session::login,
         session::logout,
         session::me,
@@ -61,6 +67,7 @@ use super::AppState;
     tags(
         (name = "validate", description = "Check specs"),
         (name = "builds", description = "Build jobs, their logs and artifacts"),
+        (name = "releases", description = "Signed releases in OCI registries and the keys that sign them"),
         (name = "auth", description = "Accounts and sessions"),
         (name = "teams", description = "Teams, members, tokens, trust policy, audit"),
         (name = "health", description = "Liveness, readiness and metrics"),
@@ -113,6 +120,7 @@ pub fn router(app: AppState) -> Router {
     let api = Router::new()
         .merge(validate::router())
         .merge(builds::router())
+        .merge(releases::router())
         .merge(session::router())
         .merge(teams::router())
         .merge(tokens::router())

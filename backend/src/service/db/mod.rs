@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "content_trust",
         include_str!("../../../migrations/0002_content_trust.sql"),
     ),
+    (
+        3,
+        "releases",
+        include_str!("../../../migrations/0003_releases.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -513,6 +513,8 @@ async fn check_trust(
                 "digest": v.digest,
                 "key_fingerprint": v.key_fingerprint,
                 "trust_root": v.trust_root,
+                "docker_reference": v.docker_reference,
+                "origin": v.origin,
             })
         })
         .collect();
@@ -526,11 +528,37 @@ async fn check_trust(
     Ok(())
 }
 
-fn registry_config(app: &AppState) -> RegistryConfig {
+/// The registry settings of the service's pulls and publications.
+pub fn registry_config(app: &AppState) -> RegistryConfig {
     RegistryConfig {
         insecure_registries: app.cfg.insecure_registries.clone(),
         ..RegistryConfig::default()
     }
+}
+
+/// Stores what the images resolved to (written name -> expanded reference
+/// and root digest), which publishing needs for provenance and the SBOM.
+async fn record_images(
+    app: &AppState,
+    id: &str,
+    images: &crate::engine::build::plan::Images,
+) -> Result<(), String> {
+    let recorded: std::collections::BTreeMap<&String, serde_json::Value> = images
+        .iter()
+        .map(|(written, r)| {
+            (
+                written,
+                json!({ "reference": r.reference.to_string(), "digest": r.root.digest.to_string() }),
+            )
+        })
+        .collect();
+    sqlx::query("UPDATE builds SET images = ? WHERE id = ?")
+        .bind(serde_json::to_string(&recorded).unwrap_or_default())
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .map_err(|e| format!("recording the images: {e}"))?;
+    Ok(())
 }
 
 /// Parses and checks a spec the way the service accepts it: valid, and with
@@ -603,6 +631,7 @@ async fn run(app: &AppState, job: &Job) -> Result<Vec<Output>, String> {
         }
     }
     pinned.sort();
+    record_images(app, &job.id, &images).await?;
 
     let key = {
         let mut h = Sha256::new();
