@@ -245,6 +245,27 @@ impl Registry {
         Ok(())
     }
 
+    /// `PUT /v2/<repo>/manifests/<reference>`, as someone with push rights
+    /// could, behind kiln's back.
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        body: &[u8],
+        media_type: &str,
+    ) -> anyhow::Result<()> {
+        let url = format!("http://{}/v2/{repo}/manifests/{reference}", self.addr);
+        let resp = self
+            .http
+            .put(&url)
+            .header("Content-Type", media_type)
+            .send(body)?;
+        if resp.status() != 201 {
+            bail!("PUT {url}: HTTP {}", resp.status());
+        }
+        Ok(())
+    }
+
     /// Where the registry keeps a blob's bytes on disk, for tests that
     /// tamper with the storage behind the registry's back.
     pub fn blob_file(&self, digest: &str) -> PathBuf {

@@ -282,7 +282,7 @@ pub async fn publish_build(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<PublishRequest>,
 ) -> Result<Response, ApiError> {
-    let team: String = sqlx::query_scalar("SELECT team FROM builds WHERE id = ?")
+    let team = sqlx::query_scalar::<_, String>("SELECT team FROM builds WHERE id = ?")
         .bind(&id)
         .fetch_optional(&app.db)
         .await?
