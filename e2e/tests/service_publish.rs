@@ -48,7 +48,12 @@ fn build(svc: &Service, token: &str, spec: &str, name: &str) -> String {
     assert_eq!(r.status, 202, "{r}");
     let id = r.json()["id"].as_str().unwrap().to_owned();
     let b = svc
-        .wait_state(token, &id, &["succeeded", "failed", "cancelled"], BUILD_LIMIT)
+        .wait_state(
+            token,
+            &id,
+            &["succeeded", "failed", "cancelled"],
+            BUILD_LIMIT,
+        )
         .unwrap();
     assert_eq!(b["state"], "succeeded", "{b}\n{}", svc.log());
     id
@@ -149,7 +154,11 @@ fn a_publisher_publishes_a_build_that_verifies_with_the_team_key() {
         assert_eq!(r.status, status, "{who}: {r}");
         assert!(r.json()["code"].is_string(), "{who}: {r}");
     }
-    assert!(seeded.registry.tags("releases/os").unwrap_or_default().is_empty());
+    assert!(seeded
+        .registry
+        .tags("releases/os")
+        .unwrap_or_default()
+        .is_empty());
 
     let r = publish(&svc, &publisher, &first, &target);
     assert_eq!(r.status, 201, "{r}\n{}", svc.log());
@@ -168,8 +177,15 @@ fn a_publisher_publishes_a_build_that_verifies_with_the_team_key() {
         .map(|r| r["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["SBOM", "SLSA provenance"], "{release}");
-    let pushed = seeded.registry.manifest("releases/os", "1.0").unwrap().unwrap();
-    assert_eq!(format!("sha256:{}", hex_of(&Sha256::digest(&pushed.body))), digest);
+    let pushed = seeded
+        .registry
+        .manifest("releases/os", "1.0")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        format!("sha256:{}", hex_of(&Sha256::digest(&pushed.body))),
+        digest
+    );
 
     // The same build again is the same release.
     let again = publish(&svc, &publisher, &first, &target);
@@ -182,8 +198,15 @@ fn a_publisher_publishes_a_build_that_verifies_with_the_team_key() {
     assert_eq!(taken.status, 409, "{taken}");
     assert_eq!(taken.json()["code"], "tag-taken", "{taken}");
     let message = taken.json()["message"].as_str().unwrap().to_owned();
-    assert!(message.contains(&digest) && message.contains("new tag"), "{message}");
-    let still = seeded.registry.manifest("releases/os", "1.0").unwrap().unwrap();
+    assert!(
+        message.contains(&digest) && message.contains("new tag"),
+        "{message}"
+    );
+    let still = seeded
+        .registry
+        .manifest("releases/os", "1.0")
+        .unwrap()
+        .unwrap();
     assert_eq!(still.body, pushed.body);
 
     // The team's public key, and the private one kept private.
@@ -262,7 +285,12 @@ fn a_publisher_publishes_a_build_that_verifies_with_the_team_key() {
         assert_eq!(r.status, 404, "{path}: {r}");
     }
     let report = svc
-        .call("GET", &format!("/api/v1/releases/{id}/verify"), &viewer, None)
+        .call(
+            "GET",
+            &format!("/api/v1/releases/{id}/verify"),
+            &viewer,
+            None,
+        )
         .unwrap();
     assert_eq!(report.status, 200, "{report}");
     let report = report.json();
@@ -304,10 +332,20 @@ fn a_publisher_publishes_a_build_that_verifies_with_the_team_key() {
         .unwrap();
     seeded
         .registry
-        .put_manifest("releases/os", "1.0", &second_manifest.body, &second_manifest.media_type)
+        .put_manifest(
+            "releases/os",
+            "1.0",
+            &second_manifest.body,
+            &second_manifest.media_type,
+        )
         .unwrap();
     let report = svc
-        .call("GET", &format!("/api/v1/releases/{id}/verify"), &viewer, None)
+        .call(
+            "GET",
+            &format!("/api/v1/releases/{id}/verify"),
+            &viewer,
+            None,
+        )
         .unwrap()
         .json();
     assert_eq!(report["ok"], false, "{report}");

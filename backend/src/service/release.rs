@@ -96,11 +96,12 @@ pub async fn of_build(app: &AppState, id: &str) -> Result<Release, ReleaseError>
         .await
         .map_err(internal)?;
 
-    let rows = sqlx::query("SELECT name, size, sha256 FROM artifacts WHERE build_id = ? ORDER BY name")
-        .bind(id)
-        .fetch_all(&app.db)
-        .await
-        .map_err(|e| internal(format!("reading the artifacts: {e}")))?;
+    let rows =
+        sqlx::query("SELECT name, size, sha256 FROM artifacts WHERE build_id = ? ORDER BY name")
+            .bind(id)
+            .fetch_all(&app.db)
+            .await
+            .map_err(|e| internal(format!("reading the artifacts: {e}")))?;
     let mut subjects = Vec::new();
     let mut outputs = Vec::new();
     let mut measurements = Vec::new();

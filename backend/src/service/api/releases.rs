@@ -192,10 +192,12 @@ async fn visible(app: &AppState, caller: &Caller, id: &str) -> Result<ReleaseInf
 }
 
 async fn by_reference(app: &AppState, reference: &str) -> Result<Option<ReleaseInfo>, ApiError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM releases WHERE reference = ?"))
-        .bind(reference)
-        .fetch_optional(&app.db)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM releases WHERE reference = ?"
+    ))
+    .bind(reference)
+    .fetch_optional(&app.db)
+    .await?;
     Ok(row.as_ref().map(release_of))
 }
 
@@ -292,9 +294,7 @@ pub async fn publish_build(
     let target = Reference::parse(req.to.trim())
         .map_err(|e| ApiError::bad_request(format!("`to` {}: {e}", req.to)))?;
     let Some(tag) = target.tag().map(str::to_owned) else {
-        return Err(ApiError::bad_request(
-            "`to` needs a tag: REGISTRY/REPO:TAG",
-        ));
+        return Err(ApiError::bad_request("`to` needs a tag: REGISTRY/REPO:TAG"));
     };
     if target.digest().is_some() {
         return Err(ApiError::bad_request(
@@ -322,13 +322,9 @@ pub async fn publish_build(
     let signer = signer_of(&app, &team, &caller.user_name).await?;
     let config = jobs::registry_config(&app);
     let log_prefix = format!("kiln serve: publishing build {id} to {reference}");
-    let published = publish::publish(
-        &rel,
-        &target,
-        &config,
-        signer.signer.as_ref(),
-        &|line| eprintln!("{log_prefix}: {line}"),
-    )
+    let published = publish::publish(&rel, &target, &config, signer.signer.as_ref(), &|line| {
+        eprintln!("{log_prefix}: {line}")
+    })
     .await
     .map_err(|e| match e {
         PublishError::TagTaken { tag, existing } => taken(&tag, &existing),
@@ -529,15 +525,13 @@ pub async fn verify(
         },
     });
     let ok = report.ok() && !moved;
-    sqlx::query(
-        "UPDATE releases SET verification = ?, verified_at = ?, checks = ? WHERE id = ?",
-    )
-    .bind(if ok { "verified" } else { "failed" })
-    .bind(db::now())
-    .bind(serde_json::to_string(&checks).unwrap_or_default())
-    .bind(&id)
-    .execute(&app.db)
-    .await?;
+    sqlx::query("UPDATE releases SET verification = ?, verified_at = ?, checks = ? WHERE id = ?")
+        .bind(if ok { "verified" } else { "failed" })
+        .bind(db::now())
+        .bind(serde_json::to_string(&checks).unwrap_or_default())
+        .bind(&id)
+        .execute(&app.db)
+        .await?;
     Ok(Json(VerifyReport {
         release: visible(&app, &caller, &id).await?,
         ok,
