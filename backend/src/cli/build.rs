@@ -76,7 +76,8 @@ pub struct Args {
     /// Image store [default: $KILN_HOME/cache].
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
-    /// Do not write an SBOM (kiln writes none yet, so this changes nothing).
+    /// Do not append the SBOM (`sbom.spdx.json`, SPDX 2.3) to the root
+    /// filesystem.
     #[arg(long)]
     no_sbom: bool,
     /// linuxkit's flag to read images from a Docker daemon; kiln needs no
@@ -276,6 +277,7 @@ fn run_build(args: Args) -> Result<(), Failure> {
             efi_stub,
             bios_loader,
         },
+        sbom: !args.no_sbom,
     };
 
     match &args.output {

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kiln_shared::Spec;
 
@@ -32,6 +33,7 @@ use crate::engine::formats::tar::TarSink;
 use crate::engine::fs::{Entry, Kind, Sink, LINUXKIT_EPOCH};
 use crate::engine::reference::Reference;
 use crate::engine::registry::{self, PullError, RegistryConfig};
+use crate::engine::sbom::{self, SbomError, SbomOptions};
 use crate::engine::store::{Platform, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,8 @@ pub enum BuildError {
     Rootfs(#[from] rootfs::RootfsError),
     #[error(transparent)]
     Output(#[from] output::OutputError),
+    #[error(transparent)]
+    Sbom(#[from] SbomError),
     #[error(transparent)]
     Boot(#[from] crate::engine::boot::BootError),
     #[error("files[{index}]: source {} does not exist (mark the entry `optional: true` to skip it)", path.display())]
@@ -151,6 +155,9 @@ pub struct BuildRequest<'a> {
     pub cancel: cancel::Cancel,
     /// Settings of the bootable formats (disk size, boot loader images).
     pub boot: BootOptions,
+    /// Append `sbom.spdx.json` to the root filesystem, as linuxkit does
+    /// unless `--no-sbom`.
+    pub sbom: bool,
 }
 
 /// One written file.
@@ -174,7 +181,12 @@ fn inputs<'a>(
     if let Some((index, path)) = missing_sources(req.spec, &roots).into_iter().next() {
         return Err(BuildError::MissingSource { index, path });
     }
-    let sections = plan::plan(req.spec, images, store)?;
+    let mut sections = plan::plan(req.spec, images, store)?;
+    if req.sbom {
+        let options = SbomOptions::new(req.name)?;
+        let document = sbom::document(req.spec, images, store, &options)?;
+        sections.push(Section::Sbom(Arc::new(document)));
+    }
     Ok((
         Inputs {
             spec: req.spec,

@@ -65,7 +65,12 @@ pub fn write_tar<W: Write>(
     out: W,
 ) -> Result<W, RootfsError> {
     let mut sink = TarSink::new(out);
-    for section in sections {
+    // linuxkit writes the Dockerfile before the SBOM.
+    let (body, sbom) = match sections.split_last() {
+        Some((last @ Section::Sbom(_), body)) => (body, Some(last)),
+        _ => (sections, None),
+    };
+    for section in body {
         rootfs::write_section(inputs, section, &mut sink)?;
     }
     let write = |error| RootfsError::Write {
@@ -77,6 +82,9 @@ pub fn write_tar<W: Write>(
         let mut e = Entry::new("Dockerfile", Kind::File, 0o644, LINUXKIT_EPOCH);
         e.size = text.len() as u64;
         sink.add(&e, &mut &text[..]).map_err(write)?;
+    }
+    if let Some(section) = sbom {
+        rootfs::write_section(inputs, section, &mut sink)?;
     }
     sink.finish().map_err(write)
 }
@@ -342,6 +350,10 @@ fn member_key(inputs: &Inputs<'_>, section: &Section, opts: &InitrdOptions) -> O
             h.update(digest_of(&plan.image)?);
         }
         Section::Files => return None,
+        Section::Sbom(bytes) => {
+            h.update(b"sbom\n");
+            h.update(bytes.as_slice());
+        }
     }
     Some(hex::encode(h.finalize()))
 }

@@ -22,6 +22,8 @@ pub enum Section {
     Volume(usize),
     Container(Box<ContainerPlan>),
     Files,
+    /// `sbom.spdx.json`, the document already made; always last.
+    Sbom(std::sync::Arc<Vec<u8>>),
 }
 
 impl Section {
@@ -33,6 +35,7 @@ impl Section {
             Section::Volume(i) => format!("volume[{i}]"),
             Section::Container(c) => c.location.clone(),
             Section::Files => "files".into(),
+            Section::Sbom(_) => "sbom".into(),
         }
     }
 }

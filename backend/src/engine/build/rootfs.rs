@@ -13,6 +13,7 @@ use super::metadata;
 use super::plan::{ContainerPlan, Images, Section};
 use crate::engine::flatten::{self, FlattenOptions, LayerSource, Role};
 use crate::engine::fs::{Entry, Kind, Sink, LINUXKIT_EPOCH};
+use crate::engine::sbom;
 use crate::engine::store::Store;
 
 /// Everything the sections are written from.
@@ -81,6 +82,17 @@ fn write_section_unguarded(
             let ids = kiln_shared::ids::IdTable::for_specs([inputs.spec]);
             files::emit(inputs.spec, &ids, &inputs.roots, &render, sink)?;
             Ok(())
+        }
+        Section::Sbom(bytes) => {
+            // As linuxkit writes it: root, 0644, the fixed mtime and no
+            // provenance records.
+            let mut e = Entry::new(sbom::SBOM_FILE, Kind::File, 0o644, LINUXKIT_EPOCH);
+            e.size = bytes.len() as u64;
+            sink.add(&e, &mut bytes.as_slice())
+                .map_err(|error| RootfsError::Write {
+                    location: section.location(),
+                    error,
+                })
         }
     }
 }

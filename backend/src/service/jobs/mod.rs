@@ -716,6 +716,7 @@ async fn write(
                 flatten: FlattenOptions::default(),
                 cancel: Cancel::from_flag(cancel),
                 boot: build::BootOptions::default(),
+                sbom: true,
             };
             let artifacts =
                 build::write_outputs(&req, &store, &images).map_err(|e| e.to_string())?;
