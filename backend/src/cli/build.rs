@@ -76,8 +76,8 @@ pub struct Args {
     /// Image store [default: $KILN_HOME/cache].
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
-    /// Do not append the SBOM (`sbom.spdx.json`, SPDX 2.3) to the root
-    /// filesystem.
+    /// Write no SBOM: neither `sbom.spdx.json` as the root filesystem's
+    /// last entry nor, with --sign-key/--signer-socket, NAME-sbom.spdx.json.
     #[arg(long)]
     no_sbom: bool,
     /// linuxkit's flag to read images from a Docker daemon; kiln needs no
