@@ -14,6 +14,7 @@ mod merge;
 pub mod mode;
 pub mod model;
 pub mod mounts;
+pub mod namespace;
 pub mod path;
 pub mod reference;
 pub mod rlimit;

@@ -270,10 +270,7 @@ fn check_device(c: &mut Checker<'_>, d: usize, p: KeyPath, device: &crate::model
 }
 
 fn check_namespace(c: &mut Checker<'_>, d: usize, p: KeyPath, key: &str, value: &str) {
-    let keywords: &[&str] = match key {
-        "net" => &["host", "root", "new", "none"],
-        _ => &["host", "root", "new"],
-    };
+    let keywords = crate::namespace::keywords(key);
     if keywords.contains(&value) || value.starts_with('/') {
         return;
     }
