@@ -10,8 +10,10 @@
 //! - `tls` — HTTPS with rustls when a certificate and key are configured.
 //! - `api` — one router per resource under `/api/v1`, and the OpenAPI
 //!   document generated from them.
+//! - `assets` — the embedded web UI.
 
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod db;

@@ -106,7 +106,8 @@ pub struct SubmitBuild {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct FormatInfo {
     pub name: String,
-    pub description: String,
+    /// The files it writes, with `NAME` for the build's name.
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -259,7 +260,10 @@ mod tests {
             403,
             r#"{"code":"csrf","message":"missing or wrong X-CSRF-Token header","details":{}}"#,
         );
-        assert_eq!(f.text, "Missing or wrong X-CSRF-Token header. Reload the page or log in again.");
+        assert_eq!(
+            f.text,
+            "Missing or wrong X-CSRF-Token header. Reload the page or log in again."
+        );
     }
 
     #[test]
@@ -271,7 +275,11 @@ mod tests {
             "details": {"diagnostics": v.diagnostics},
         });
         let f = ApiFailure::from_response(422, &body.to_string());
-        assert!(f.text.starts_with("The spec has 1 error. Line 1: "), "{}", f.text);
+        assert!(
+            f.text.starts_with("The spec has 1 error. Line 1: "),
+            "{}",
+            f.text
+        );
         assert!(f.text.contains("servics"), "{}", f.text);
     }
 
@@ -287,9 +295,18 @@ mod tests {
             user: "u".into(),
             server_admin: false,
             teams: vec![
-                Membership { team: "a".into(), role: Role::Viewer },
-                Membership { team: "b".into(), role: Role::Builder },
-                Membership { team: "c".into(), role: Role::Admin },
+                Membership {
+                    team: "a".into(),
+                    role: Role::Viewer,
+                },
+                Membership {
+                    team: "b".into(),
+                    role: Role::Builder,
+                },
+                Membership {
+                    team: "c".into(),
+                    role: Role::Admin,
+                },
             ],
             csrf_token: None,
         };

@@ -161,7 +161,11 @@ impl Progress {
                         cached: i.cached,
                         trust: i.trust,
                     };
-                    match self.images.iter_mut().find(|r| r.reference == row.reference) {
+                    match self
+                        .images
+                        .iter_mut()
+                        .find(|r| r.reference == row.reference)
+                    {
                         Some(existing) => *existing = row,
                         None => self.images.push(row),
                     }
@@ -188,7 +192,7 @@ impl Progress {
             },
             "end" => match serde_json::from_value::<EndData>(value) {
                 Ok(e) => {
-                    let mut text = format!("{}", e.state);
+                    let mut text = e.state.clone();
                     if let Some(s) = e.seconds {
                         text.push_str(&format!(" in {s:.1} s"));
                     }
@@ -253,21 +257,39 @@ mod tests {
         p.apply(2, "state", r#"{"state":"running","attempt":1}"#, "b1");
         assert_eq!(p.percent(), 10);
         p.apply(3, "plan", r#"{"images":["r/a:1","r/b:1"]}"#, "b1");
-        p.apply(4, "image", r#"{"reference":"r/a:1","digest":"sha256:aa","cached":true}"#, "b1");
+        p.apply(
+            4,
+            "image",
+            r#"{"reference":"r/a:1","digest":"sha256:aa","cached":true}"#,
+            "b1",
+        );
         assert_eq!(p.percent(), 30);
         p.apply(5, "image", r#"{"reference":"r/b:1","digest":"sha256:bb","trust":{"status":"verified","detail":"sha256:k"}}"#, "b1");
         p.apply(6, "log", r#"{"message":"writing kernel+initrd"}"#, "b1");
         assert_eq!(p.percent(), 50);
-        p.apply(7, "artifact", r#"{"name":"kiln-initrd.img","size":10,"sha256":"ab","media_type":"application/gzip"}"#, "b1");
+        p.apply(
+            7,
+            "artifact",
+            r#"{"name":"kiln-initrd.img","size":10,"sha256":"ab","media_type":"application/gzip"}"#,
+            "b1",
+        );
         assert_eq!(p.percent(), 95);
-        p.apply(8, "end", r#"{"state":"succeeded","error":null,"seconds":1.25}"#, "b1");
+        p.apply(
+            8,
+            "end",
+            r#"{"state":"succeeded","error":null,"seconds":1.25}"#,
+            "b1",
+        );
         assert!(p.ended());
         assert_eq!(p.percent(), 100);
         assert_eq!(p.state, "succeeded");
         assert_eq!(p.images.len(), 2);
         assert!(p.images[0].cached);
         assert_eq!(p.images[1].trust.as_ref().unwrap().status, "verified");
-        assert_eq!(p.artifacts[0].url, "/api/v1/builds/b1/artifacts/kiln-initrd.img");
+        assert_eq!(
+            p.artifacts[0].url,
+            "/api/v1/builds/b1/artifacts/kiln-initrd.img"
+        );
         assert_eq!(p.log.last().unwrap().text, "succeeded in 1.2 s");
     }
 
@@ -285,7 +307,12 @@ mod tests {
     fn failures_and_unknown_events_are_kept_as_text() {
         let mut p = Progress::new(&build("running"));
         p.apply(1, "mystery", "{\"x\":1}", "b1");
-        p.apply(2, "end", r#"{"state":"failed","error":"no such image"}"#, "b1");
+        p.apply(
+            2,
+            "end",
+            r#"{"state":"failed","error":"no such image"}"#,
+            "b1",
+        );
         assert_eq!(p.log[0].text, "mystery: {\"x\":1}");
         assert_eq!(p.error.as_deref(), Some("no such image"));
         assert_eq!(p.log[1].text, "failed: no such image");

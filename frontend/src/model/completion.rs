@@ -103,7 +103,12 @@ fn split_key(text: &str) -> Option<(&str, &str)> {
 /// The keys from the root down to the mapping that holds column `col` on
 /// line `index` (`in_item`: that line starts a sequence item whose dash is
 /// at `col`). `None` when the lines above do not nest cleanly.
-fn ancestors(lines: &[&str], index: usize, mut col: usize, mut in_item: bool) -> Option<Vec<String>> {
+fn ancestors(
+    lines: &[&str],
+    index: usize,
+    mut col: usize,
+    mut in_item: bool,
+) -> Option<Vec<String>> {
     let mut path = Vec::new();
     for raw in lines[..index].iter().rev() {
         let Some(line) = parse_line(raw) else {
@@ -220,12 +225,14 @@ impl Completer {
     }
 
     fn items_are_objects(&self, path: &[String]) -> bool {
-        self.at(path)
-            .is_some_and(|s| s.get("properties").is_some())
+        self.at(path).is_some_and(|s| s.get("properties").is_some())
     }
 
     fn key_items(&self, path: &[String], word: &str, present: &[String]) -> Vec<Item> {
-        let Some(props) = self.at(path).and_then(|s| s.get("properties")).and_then(Value::as_object)
+        let Some(props) = self
+            .at(path)
+            .and_then(|s| s.get("properties"))
+            .and_then(Value::as_object)
         else {
             return Vec::new();
         };
@@ -318,7 +325,7 @@ fn locate(text: &str, cursor: u32) -> Option<(usize, &str)> {
 fn value_word(value: &str) -> Option<&str> {
     let value = value.trim_start();
     let word = value
-        .rsplit(|c: char| matches!(c, '"' | '\'' | '[' | ',' | ' '))
+        .rsplit(['"', '\'', '[', ',', ' '])
         .next()
         .unwrap_or(value);
     word.chars()
@@ -375,7 +382,9 @@ mod tests {
         let text = marked.replace('|', "");
         let c = Completer::default().complete(&text, utf16_len(&marked[..cursor]))?;
         let utf16: Vec<u16> = text.encode_utf16().collect();
-        let word = String::from_utf16(&utf16[c.from as usize..utf16_len(&marked[..cursor]) as usize]).unwrap();
+        let word =
+            String::from_utf16(&utf16[c.from as usize..utf16_len(&marked[..cursor]) as usize])
+                .unwrap();
         Some((word, c.options.into_iter().map(|o| o.label).collect()))
     }
 
@@ -386,7 +395,10 @@ mod tests {
         assert_eq!(labels, ["services"]);
         let (_, all) = at("kernel:\n  image: k\n|").unwrap();
         assert!(all.contains(&"onboot".to_owned()) && all.contains(&"trust".to_owned()));
-        assert!(!all.contains(&"kernel".to_owned()), "present keys are not offered");
+        assert!(
+            !all.contains(&"kernel".to_owned()),
+            "present keys are not offered"
+        );
     }
 
     #[test]
@@ -396,7 +408,11 @@ mod tests {
             "services:\n- name: getty\n  ima|",
         ] {
             let (word, labels) = at(text).unwrap();
-            assert_eq!((word.as_str(), labels), ("ima", vec!["image".to_owned()]), "{text}");
+            assert_eq!(
+                (word.as_str(), labels),
+                ("ima", vec!["image".to_owned()]),
+                "{text}"
+            );
         }
         let (_, labels) = at("onboot:\n  - |").unwrap();
         assert!(labels.contains(&"name".to_owned()) && labels.contains(&"capabilities".to_owned()));
@@ -412,9 +428,18 @@ mod tests {
 
     #[test]
     fn capability_names_and_namespace_modes() {
-        let (word, labels) = at("services:\n  - name: x\n    capabilities:\n      - CAP_NET_|").unwrap();
+        let (word, labels) =
+            at("services:\n  - name: x\n    capabilities:\n      - CAP_NET_|").unwrap();
         assert_eq!(word, "CAP_NET_");
-        assert_eq!(labels, ["CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW"]);
+        assert_eq!(
+            labels,
+            [
+                "CAP_NET_BIND_SERVICE",
+                "CAP_NET_BROADCAST",
+                "CAP_NET_ADMIN",
+                "CAP_NET_RAW"
+            ]
+        );
         let (_, labels) = at("services:\n  - name: x\n    net: |").unwrap();
         assert_eq!(labels, ["host", "root", "new", "none"]);
         let (_, labels) = at("services:\n  - name: x\n    pid: h|").unwrap();

@@ -30,7 +30,11 @@ mod tests {
     fn drafts_round_trip_through_the_fragment() {
         let text = "kernel:\n  image: linuxkit/kernel:6.6\n# ü + / ? & #\n";
         let f = encode(text);
-        assert!(f.chars().all(|c| c.is_ascii_alphanumeric() || "=-_".contains(c)), "{f}");
+        assert!(
+            f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "=-_".contains(c)),
+            "{f}"
+        );
         assert_eq!(decode(&f).as_deref(), Some(text));
         assert_eq!(decode(&format!("#{f}")).as_deref(), Some(text));
         assert_eq!(decode(&format!("x=1&{f}")).as_deref(), Some(text));
@@ -41,6 +45,9 @@ mod tests {
         assert_eq!(decode(""), None);
         assert_eq!(decode("#other=1"), None);
         assert_eq!(decode("#draft=!!!"), None);
-        assert_eq!(decode(&format!("draft={}", URL_SAFE_NO_PAD.encode([0xff, 0xfe]))), None);
+        assert_eq!(
+            decode(&format!("draft={}", URL_SAFE_NO_PAD.encode([0xff, 0xfe]))),
+            None
+        );
     }
 }

@@ -83,19 +83,38 @@ mod tests {
             b("b2", "ops", "failed", "bob", &["kernel+initrd"]),
             b("c3", "web", "succeeded", "bob", &["oci", "tar"]),
         ];
-        let ids = |f: &Filter| f.apply(&builds).iter().map(|b| b.id.clone()).collect::<Vec<_>>();
+        let ids = |f: &Filter| {
+            f.apply(&builds)
+                .iter()
+                .map(|b| b.id.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(&Filter::default()), ["a1", "b2", "c3"]);
-        let f = Filter { state: "succeeded".into(), ..Filter::default() };
+        let f = Filter {
+            state: "succeeded".into(),
+            ..Filter::default()
+        };
         assert_eq!(ids(&f), ["a1", "c3"]);
-        let f = Filter { text: "BOB tar".into(), ..Filter::default() };
+        let f = Filter {
+            text: "BOB tar".into(),
+            ..Filter::default()
+        };
         assert_eq!(ids(&f), ["c3"]);
-        let f = Filter { team: "ops".into(), text: "bob".into(), ..Filter::default() };
+        let f = Filter {
+            team: "ops".into(),
+            text: "bob".into(),
+            ..Filter::default()
+        };
         assert_eq!(ids(&f), ["b2"]);
     }
 
     #[test]
     fn the_query_carries_team_and_state() {
-        let f = Filter { team: "a b".into(), state: "failed".into(), text: "x".into() };
+        let f = Filter {
+            team: "a b".into(),
+            state: "failed".into(),
+            text: "x".into(),
+        };
         assert_eq!(f.query(), "limit=100&team=a%20b&state=failed");
         assert_eq!(Filter::default().query(), "limit=100");
     }

@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn an_unknown_key_is_marked_on_its_line_without_the_colon() {
         let text = "init:\n  - linuxkit/init:v1.2.0\nservics:\n  - name: x\n";
-        assert_eq!(at(text), [("unknown-key".to_owned(), 3, "servics".to_owned())]);
+        assert_eq!(
+            at(text),
+            [("unknown-key".to_owned(), 3, "servics".to_owned())]
+        );
     }
 
     #[test]

@@ -138,7 +138,9 @@ mod tests {
 
     #[test]
     fn the_signed_org_template_uses_trust() {
-        let spec = kiln_shared::validate(by_id("signed-org").unwrap().text).spec.unwrap();
+        let spec = kiln_shared::validate(by_id("signed-org").unwrap().text)
+            .spec
+            .unwrap();
         assert!(spec.trust.is_some());
     }
 }

@@ -583,8 +583,9 @@ async fn next_event(mut st: Stream) -> Option<(Result<Event, Infallible>, Stream
 
 /// Follow a build
 ///
-/// Server-Sent Events: `state`, `log`, `artifact` and a final `end` event,
-/// each with a numbered `id`. A client that reconnects with `Last-Event-ID`
+/// Server-Sent Events: `state`, `log`, `plan` (the images to resolve),
+/// `image` (one resolved: reference, digest, cached), `artifact` and a final
+/// `end` event, each with a numbered `id`. A client that reconnects with `Last-Event-ID`
 /// (or `?after=`) gets the events after that number. Each `data` is JSON.
 #[utoipa::path(
     get, path = "/api/v1/builds/{id}/events", tag = "builds",

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod builds;
 pub mod error;
+pub mod formats;
 pub mod health;
 pub mod policy;
 pub mod releases;
@@ -42,6 +43,7 @@ use super::AppState;
         releases::get_release,
         releases::verify,
         releases::team_keys,
+        formats::list_formats,
         session::login,
         session::logout,
         session::me,
@@ -121,6 +123,7 @@ pub fn router(app: AppState) -> Router {
         .merge(validate::router())
         .merge(builds::router())
         .merge(releases::router())
+        .merge(formats::router())
         .merge(session::router())
         .merge(teams::router())
         .merge(tokens::router())
@@ -130,6 +133,7 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(health::router())
+        .merge(super::assets::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -176,15 +176,7 @@ pub async fn logout(
     caller: Caller,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(cookie) = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_owned())
-    {
+    if let Some(cookie) = session_cookie(&headers) {
         sqlx::query("DELETE FROM sessions WHERE hash = ? AND user_id = ?")
             .bind(auth::secret_hash(&cookie))
             .bind(&caller.user_id)
@@ -200,12 +192,29 @@ pub async fn logout(
 }
 
 /// Who am I
+///
+/// With a session cookie, also the session's CSRF token, so a reloaded
+/// page can keep making changes (only same-origin scripts can read it).
 #[utoipa::path(
     get, path = "/api/v1/auth/me", tag = "auth",
     responses((status = 200, body = Me), (status = 401, body = ErrorBody))
 )]
-pub async fn me(caller: Caller) -> Json<Me> {
-    Json(Me {
+pub async fn me(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Me>, ApiError> {
+    let csrf_token = match (&caller.token_id, session_cookie(&headers)) {
+        (None, Some(secret)) => {
+            sqlx::query_scalar("SELECT csrf FROM sessions WHERE hash = ? AND user_id = ?")
+                .bind(auth::secret_hash(&secret))
+                .bind(&caller.user_id)
+                .fetch_optional(&app.db)
+                .await?
+        }
+        _ => None,
+    };
+    Ok(Json(Me {
         user: caller.user_name,
         server_admin: caller.server_admin,
         teams: caller
@@ -213,8 +222,19 @@ pub async fn me(caller: Caller) -> Json<Me> {
             .into_iter()
             .map(|(team, role)| Membership { team, role })
             .collect(),
-        csrf_token: None,
-    })
+        csrf_token,
+    }))
+}
+
+fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
 }
 
 /// Create a local account (server admins)

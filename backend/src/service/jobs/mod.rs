@@ -603,6 +603,7 @@ async fn run(app: &AppState, job: &Job) -> Result<Vec<Output>, String> {
         ),
     )
     .await;
+    event(app, &job.id, "plan", json!({ "images": strings })).await;
     let registry = registry_config(app);
     let source = ImageSource::Registry {
         config: Box::new(registry.clone()),
@@ -622,10 +623,11 @@ async fn run(app: &AppState, job: &Job) -> Result<Vec<Output>, String> {
                 let bytes: u64 = img.layers.iter().map(|l| l.size).sum::<u64>() + img.config.size;
                 app.jobs.metrics.pulled(bytes);
             }
-            log(
+            event(
                 app,
                 &job.id,
-                format!("image {s} is {}", img.manifest.digest),
+                "image",
+                json!({ "reference": s, "digest": img.manifest.digest.to_string(), "cached": *hit && !job.pull }),
             )
             .await;
         }
