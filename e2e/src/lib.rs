@@ -12,6 +12,8 @@
 //! * [`service`] runs the real `kiln serve` and talks to its API.
 //! * [`firmware`] makes QEMU command lines that boot disks, ISOs and UKIs
 //!   through OVMF or SeaBIOS.
+//! * [`web`] runs the real `kiln serve` and the Node/Chromium drivers of the
+//!   browser tests.
 
 pub mod debs;
 pub mod firmware;
@@ -25,3 +27,4 @@ pub mod service;
 pub mod sign;
 pub mod tarball;
 pub mod tools;
+pub mod web;

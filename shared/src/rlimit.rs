@@ -48,7 +48,7 @@ impl fmt::Display for RlimitError {
             RlimitError::UnknownName(n) => write!(
                 f,
                 "unknown rlimit `{n}`; expected one of {}",
-                RLIMIT_NAMES.join(", ").to_lowercase()
+                RLIMIT_NAMES.join(", ").to_ascii_lowercase()
             ),
             RlimitError::BadValue(v) => write!(
                 f,

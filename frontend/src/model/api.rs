@@ -1,7 +1,6 @@
 //! The service's JSON shapes, as the UI reads them, and API errors turned
 //! into sentences.
 
-use kiln_shared::Diagnostic;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -150,11 +149,24 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A team's trust policy; the document stays JSON text (the UI shows and
+/// edits it as such).
+#[derive(Debug, Deserialize)]
 pub struct Policy {
-    pub policy: serde_json::Map<String, serde_json::Value>,
-    #[serde(default, skip_serializing)]
+    pub policy: Box<serde_json::value::RawValue>,
+    #[serde(default)]
     pub updated_at: Option<String>,
+}
+
+/// The body of `PUT .../policy` for a document typed by the user, or why
+/// it is not a JSON object.
+pub fn policy_body(text: &str) -> Result<String, String> {
+    let raw: Box<serde_json::value::RawValue> =
+        serde_json::from_str(text).map_err(|e| format!("The policy is not valid JSON: {e}."))?;
+    if !raw.get().starts_with('{') {
+        return Err("The policy must be a JSON object.".into());
+    }
+    Ok(format!("{{\"policy\":{}}}", raw.get()))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,7 +174,21 @@ struct ErrorBody {
     code: String,
     message: String,
     #[serde(default)]
-    details: serde_json::Value,
+    details: Details,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Details {
+    #[serde(default)]
+    diagnostics: Vec<Problem>,
+}
+
+/// What an error shows of each diagnostic of an `invalid-spec` answer.
+#[derive(Debug, Clone, Deserialize)]
+struct Problem {
+    line: u32,
+    severity: String,
+    message: String,
 }
 
 /// A failed API call, ready to show.
@@ -190,12 +216,14 @@ impl ApiFailure {
         if !text.ends_with('.') {
             text.push('.');
         }
-        if let Some(diags) = e.details.get("diagnostics") {
-            if let Ok(diags) = serde_json::from_value::<Vec<Diagnostic>>(diags.clone()) {
-                for d in diags.iter().filter(|d| d.is_error()).take(5) {
-                    text.push_str(&format!(" Line {}: {}.", d.line, d.message));
-                }
-            }
+        for d in e
+            .details
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == "error")
+            .take(5)
+        {
+            text.push_str(&format!(" Line {}: {}.", d.line, d.message));
         }
         match e.code.as_str() {
             "unauthorized" if status == 401 => text.push_str(" Log in to continue."),
@@ -222,7 +250,7 @@ impl ApiFailure {
 fn capitalized(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
-        Some(first) => first.to_uppercase().chain(c).collect(),
+        Some(first) => first.to_ascii_uppercase().to_string() + c.as_str(),
         None => String::new(),
     }
 }
@@ -287,6 +315,13 @@ mod tests {
     fn other_bodies_fall_back_to_the_status() {
         let f = ApiFailure::from_response(502, "<html>bad gateway</html>");
         assert_eq!(f.text, "the server answered 502 Bad Gateway");
+    }
+
+    #[test]
+    fn policy_bodies_wrap_a_json_object() {
+        assert_eq!(policy_body(" {\"require\": []} "), Ok("{\"policy\":{\"require\": []}}".into()));
+        assert!(policy_body("[1]").unwrap_err().contains("object"));
+        assert!(policy_body("{").unwrap_err().contains("not valid JSON"));
     }
 
     #[test]

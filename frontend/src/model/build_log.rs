@@ -3,7 +3,6 @@
 //! anything at or below the last number seen is ignored.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::api::{Artifact, Build};
 
@@ -54,6 +53,11 @@ struct StateData {
     reason: Option<String>,
     #[serde(default)]
     attempt: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct LogData {
+    message: String,
 }
 
 #[derive(Deserialize)]
@@ -115,9 +119,10 @@ impl Progress {
             return;
         }
         self.last_seq = seq;
-        let value: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+        // Typed straight from the text: going through `serde_json::Value`
+        // would link a second deserializer per type into the WASM module.
         let line = match kind {
-            "state" => match serde_json::from_value::<StateData>(value) {
+            "state" => match serde_json::from_str::<StateData>(data) {
                 Ok(s) => {
                     let mut text = format!("state: {}", s.state);
                     if let Some(a) = s.attempt {
@@ -131,12 +136,10 @@ impl Progress {
                 }
                 Err(_) => format!("state: {data}"),
             },
-            "log" => value
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| data.to_owned()),
-            "plan" => match serde_json::from_value::<PlanData>(value) {
+            "log" => serde_json::from_str::<LogData>(data)
+                .map(|l| l.message)
+                .unwrap_or_else(|_| data.to_owned()),
+            "plan" => match serde_json::from_str::<PlanData>(data) {
                 Ok(p) => {
                     for reference in &p.images {
                         if !self.images.iter().any(|i| &i.reference == reference) {
@@ -152,7 +155,7 @@ impl Progress {
                 }
                 Err(_) => format!("plan: {data}"),
             },
-            "image" => match serde_json::from_value::<ImageData>(value) {
+            "image" => match serde_json::from_str::<ImageData>(data) {
                 Ok(i) => {
                     let text = format!("image {} is {}", i.reference, i.digest);
                     let row = ImageRow {
@@ -173,7 +176,7 @@ impl Progress {
                 }
                 Err(_) => format!("image: {data}"),
             },
-            "artifact" => match serde_json::from_value::<ArtifactData>(value) {
+            "artifact" => match serde_json::from_str::<ArtifactData>(data) {
                 Ok(a) => {
                     self.writing = true;
                     let text = format!("wrote {} ({} bytes)", a.name, a.size);
@@ -190,11 +193,12 @@ impl Progress {
                 }
                 Err(_) => format!("artifact: {data}"),
             },
-            "end" => match serde_json::from_value::<EndData>(value) {
+            "end" => match serde_json::from_str::<EndData>(data) {
                 Ok(e) => {
                     let mut text = e.state.clone();
                     if let Some(s) = e.seconds {
-                        text.push_str(&format!(" in {s:.1} s"));
+                        let ms = (s.max(0.0) * 1000.0) as u64;
+                        text.push_str(&format!(" in {}", super::units::seconds(ms)));
                     }
                     if let Some(err) = &e.error {
                         text.push_str(&format!(": {err}"));
@@ -290,7 +294,7 @@ mod tests {
             p.artifacts[0].url,
             "/api/v1/builds/b1/artifacts/kiln-initrd.img"
         );
-        assert_eq!(p.log.last().unwrap().text, "succeeded in 1.2 s");
+        assert_eq!(p.log.last().unwrap().text, "succeeded in 1.3 s");
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Completion of keys and known values, driven by the spec's JSON Schema
-//! (so it follows the model) plus the value lists `shared` checks against:
-//! capability names and namespace keywords.
+//! (so it follows the model; build.rs turns it into the table `NODES`)
+//! plus the value lists `shared` checks against: capability names and
+//! namespace keywords.
 //!
 //! The context comes from indentation alone: the editor asks while the
 //! text is mid-edit and often not valid YAML, so no parser is involved.
 
 use kiln_shared::caps::CAPABILITIES;
 use serde::Serialize;
-use serde_json::Value;
 
 /// What to offer at a cursor: replace `[from, cursor)` with one option.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,18 +34,25 @@ pub struct Item {
 /// Keys whose items are capability names.
 const CAPABILITY_KEYS: [&str; 3] = ["capabilities", "capabilities_add", "ambient"];
 
-/// The spec schema, built once.
-pub struct Completer {
-    schema: Value,
+/// A key of a mapping in the schema.
+struct Prop {
+    name: &'static str,
+    /// The JSON Schema type(s), for the completion's detail.
+    kind: &'static str,
+    info: &'static str,
+    /// The mapping under this key (or under each of its items).
+    child: Option<usize>,
+    /// Allowed values (of the key, or of each item).
+    values: &'static [&'static str],
+    boolean: bool,
 }
 
-impl Default for Completer {
-    fn default() -> Self {
-        Completer {
-            schema: kiln_shared::json_schema(),
-        }
-    }
-}
+// `NODES[0]` is the spec itself.
+include!(concat!(env!("OUT_DIR"), "/schema_table.rs"));
+
+/// Completes against the spec schema.
+#[derive(Default)]
+pub struct Completer;
 
 /// One meaningful line, as the context search sees it.
 struct Line<'a> {
@@ -199,58 +206,36 @@ impl Completer {
         })
     }
 
-    fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
-        for _ in 0..16 {
-            match schema.get("$ref").and_then(Value::as_str) {
-                Some(r) => match r.strip_prefix('#').and_then(|p| self.schema.pointer(p)) {
-                    Some(target) => schema = target,
-                    None => break,
-                },
-                None => break,
-            }
+    /// The mapping reached by `path`, as an index into `NODES`.
+    fn at(&self, path: &[String]) -> Option<usize> {
+        let mut node = 0;
+        for key in path {
+            node = NODES[node].iter().find(|p| p.name == key)?.child?;
         }
-        schema
+        Some(node)
     }
 
-    /// The schema of the mapping reached by `path` (arrays stepped into).
-    fn at(&self, path: &[String]) -> Option<&Value> {
-        let mut schema = self.resolve(&self.schema);
-        for key in path {
-            schema = self.resolve(schema.get("properties")?.get(key)?);
-            if let Some(items) = schema.get("items") {
-                schema = self.resolve(items);
-            }
-        }
-        Some(schema)
+    fn prop(&self, path: &[String], key: &str) -> Option<&'static Prop> {
+        NODES[self.at(path)?].iter().find(|p| p.name == key)
     }
 
     fn items_are_objects(&self, path: &[String]) -> bool {
-        self.at(path).is_some_and(|s| s.get("properties").is_some())
+        self.at(path).is_some()
     }
 
     fn key_items(&self, path: &[String], word: &str, present: &[String]) -> Vec<Item> {
-        let Some(props) = self
-            .at(path)
-            .and_then(|s| s.get("properties"))
-            .and_then(Value::as_object)
-        else {
+        let Some(node) = self.at(path) else {
             return Vec::new();
         };
-        props
+        NODES[node]
             .iter()
-            .filter(|(k, _)| k.starts_with(word) && !present.iter().any(|p| p == *k))
-            .map(|(k, v)| {
-                let v = self.resolve(v);
-                Item {
-                    label: k.clone(),
-                    kind: "property",
-                    apply: format!("{k}: "),
-                    detail: type_name(v),
-                    info: v
-                        .get("description")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                }
+            .filter(|p| p.name.starts_with(word) && !present.iter().any(|k| k == p.name))
+            .map(|p| Item {
+                label: p.name.to_owned(),
+                kind: "property",
+                apply: format!("{}: ", p.name),
+                detail: (!p.kind.is_empty()).then(|| p.kind.to_owned()),
+                info: (!p.info.is_empty()).then(|| p.info.to_owned()),
             })
             .collect()
     }
@@ -268,22 +253,9 @@ impl Completer {
                     .iter()
                     .map(|k| (k.to_string(), "enum")),
             );
-        } else if let Some(schema) = self
-            .at(path)
-            .and_then(|s| s.get("properties"))
-            .and_then(|p| p.get(key))
-        {
-            let mut schema = self.resolve(schema);
-            if let Some(items) = schema.get("items") {
-                schema = self.resolve(items);
-            }
-            if let Some(list) = schema.get("enum").and_then(Value::as_array) {
-                values.extend(
-                    list.iter()
-                        .filter_map(Value::as_str)
-                        .map(|s| (s.to_owned(), "enum")),
-                );
-            } else if schema.get("type").and_then(Value::as_str) == Some("boolean") {
+        } else if let Some(p) = self.prop(path, key) {
+            values.extend(p.values.iter().map(|v| (v.to_string(), "enum")));
+            if p.boolean {
                 values.extend([("true".into(), "keyword"), ("false".into(), "keyword")]);
             }
         }
@@ -357,19 +329,6 @@ fn siblings(lines: &[&str], index: usize, col: usize) -> Vec<String> {
     scan(&mut lines[..index].iter().rev());
     scan(&mut lines[index + 1..].iter());
     keys
-}
-
-fn type_name(schema: &Value) -> Option<String> {
-    match schema.get("type")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(list) => Some(
-            list.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(" | "),
-        ),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -459,6 +418,13 @@ mod tests {
         assert_eq!(at("services:\n  - name: x\n    image: linuxkit/|"), None);
         assert_eq!(at("nosuch:\n  ke|"), None);
         assert_eq!(at("kernel: \"a b|"), None);
+    }
+
+    #[test]
+    fn keys_carry_their_schema_description() {
+        let c = Completer.complete("kernel:\n  cmd", 14).unwrap();
+        assert_eq!(c.options[0].label, "cmdline");
+        assert!(c.options[0].info.as_deref().is_some_and(|i| !i.is_empty()));
     }
 
     #[test]

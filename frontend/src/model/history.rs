@@ -35,12 +35,12 @@ impl Filter {
             b.formats.join(" "),
             b.arch
         )
-        .to_lowercase();
+        .to_ascii_lowercase();
         (self.team.is_empty() || b.team == self.team)
             && (self.state.is_empty() || b.state == self.state)
             && self
                 .text
-                .to_lowercase()
+                .to_ascii_lowercase()
                 .split_whitespace()
                 .all(|w| hay.contains(w))
     }

@@ -3,7 +3,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -15,24 +15,36 @@ pub struct KeyInfo {
     pub fingerprint: Result<String, String>,
 }
 
-/// Every `org[].public_keys` entry of a policy document.
-pub fn policy_keys(policy: &Map<String, Value>) -> Vec<KeyInfo> {
-    let Some(orgs) = policy.get("org").and_then(Value::as_array) else {
+/// The part of a policy document that names keys.
+#[derive(Deserialize)]
+struct Doc {
+    #[serde(default)]
+    org: Vec<Org>,
+}
+
+#[derive(Deserialize)]
+struct Org {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    public_keys: Vec<String>,
+}
+
+/// Every `org[].public_keys` entry of a policy document (JSON text); none
+/// when the text is not such a document.
+pub fn policy_keys(policy: &str) -> Vec<KeyInfo> {
+    let Ok(doc) = serde_json::from_str::<Doc>(policy) else {
         return Vec::new();
     };
-    orgs.iter()
+    doc.org
+        .into_iter()
         .flat_map(|org| {
-            let name = org.get("name").and_then(Value::as_str).unwrap_or("?");
-            org.get("public_keys")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(move |pem| KeyInfo {
-                    org: name.to_owned(),
-                    pem: pem.to_owned(),
-                    fingerprint: fingerprint(pem),
-                })
+            let name = org.name;
+            org.public_keys.into_iter().map(move |pem| KeyInfo {
+                org: name.clone(),
+                fingerprint: fingerprint(&pem),
+                pem,
+            })
         })
         .collect()
 }
@@ -85,11 +97,12 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAElWOY6hPG8wZoqTpOJL9SSDl3yLGS
                 {"name": "other"},
             ],
         });
-        let keys = policy_keys(policy.as_object().unwrap());
+        let keys = policy_keys(&policy.to_string());
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[0].org, "acme");
         assert_eq!(keys[0].fingerprint.as_deref(), Ok(FINGERPRINT));
         assert!(keys[1].fingerprint.is_err());
-        assert!(policy_keys(&Map::new()).is_empty());
+        assert!(policy_keys("{}").is_empty());
+        assert!(policy_keys("not json").is_empty());
     }
 }

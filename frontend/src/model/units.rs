@@ -6,13 +6,22 @@ pub fn size(bytes: u64) -> String {
     if bytes < 1024 {
         return format!("{bytes} B");
     }
-    let mut value = bytes as f64 / 1024.0;
+    // Tenths in integers: float formatting would add kilobytes to the
+    // WASM module for one decimal.
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
+    let mut scale: u128 = 1024;
+    while (bytes as u128) >= scale * 1024 && unit < UNITS.len() - 1 {
+        scale *= 1024;
         unit += 1;
     }
-    format!("{value:.1} {}", UNITS[unit])
+    let tenths = (bytes as u128 * 10 + scale / 2) / scale;
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
+/// Milliseconds as seconds with one decimal, as `1.2 s`.
+pub fn seconds(ms: u64) -> String {
+    let tenths = (ms + 50) / 100;
+    format!("{}.{} s", tenths / 10, tenths % 10)
 }
 
 /// `sha256:0123456789ab…` → `0123456789ab`, for tables; the full value
@@ -33,6 +42,14 @@ mod tests {
         assert_eq!(size(1536), "1.5 KiB");
         assert_eq!(size(5 * 1024 * 1024), "5.0 MiB");
         assert_eq!(size(u64::MAX), "16777216.0 TiB");
+        assert_eq!(size(1024 * 1024 - 1), "1024.0 KiB");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(seconds(1250), "1.3 s");
+        assert_eq!(seconds(0), "0.0 s");
+        assert_eq!(seconds(61_040), "61.0 s");
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Res
     parse(status, &text)
 }
 
+/// A PUT of a body that is already JSON text.
+pub async fn put_raw<T: DeserializeOwned>(path: &str, body: String) -> Result<T, ApiFailure> {
+    let (status, text) = run(Request::put(&url(path)), Some(body)).await?;
+    parse(status, &text)
+}
+
 /// A POST or DELETE whose answer has no body worth reading.
 pub async fn act(method: &str, path: &str) -> Result<(), ApiFailure> {
     let builder = match method {

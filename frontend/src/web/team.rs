@@ -8,7 +8,7 @@ use super::api;
 use super::app::Ctx;
 use super::widgets::{input_value, ErrorText};
 use crate::model::api::{
-    ApiFailure, CreatedToken, Member, MemberList, Policy, Role, Token, TokenList,
+    policy_body, ApiFailure, CreatedToken, Member, MemberList, Policy, Role, Token, TokenList,
 };
 use crate::model::keys::policy_keys;
 
@@ -27,7 +27,25 @@ struct NewToken {
 struct Data {
     members: Vec<Member>,
     tokens: Vec<Token>,
-    policy: Option<Policy>,
+    /// The policy document, indented for reading.
+    policy: String,
+    policy_updated: Option<String>,
+}
+
+/// JSON text indented by the browser's own JSON (no JSON tree in WASM).
+fn pretty(json: &str) -> String {
+    js_sys::JSON::parse(json)
+        .ok()
+        .and_then(|v| {
+            js_sys::JSON::stringify_with_replacer_and_space(
+                &v,
+                &wasm_bindgen::JsValue::NULL,
+                &wasm_bindgen::JsValue::from(2),
+            )
+            .ok()
+        })
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| json.to_owned())
 }
 
 async fn load(team: &str) -> Result<Data, ApiFailure> {
@@ -37,7 +55,8 @@ async fn load(team: &str) -> Result<Data, ApiFailure> {
     Ok(Data {
         members: members.members,
         tokens: tokens.tokens,
-        policy: Some(policy),
+        policy: pretty(policy.policy.get()),
+        policy_updated: policy.updated_at,
     })
 }
 
@@ -71,10 +90,7 @@ pub fn TeamPage() -> Html {
                 }
                 match load(&team).await {
                     Ok(d) => {
-                        if let Some(p) = &d.policy {
-                            policy_text
-                                .set(serde_json::to_string_pretty(&p.policy).unwrap_or_default());
-                        }
+                        policy_text.set(d.policy.clone());
                         data.set(d);
                     }
                     Err(e) => error.set(Some(e)),
@@ -193,29 +209,20 @@ pub fn TeamPage() -> Html {
         );
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
-            let policy =
-                match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
-                    Ok(p) => p,
-                    Err(err) => {
-                        error.set(Some(ApiFailure {
-                            status: 0,
-                            code: "bad-json".into(),
-                            text: format!("The policy is not a JSON object: {err}."),
-                        }));
-                        return;
-                    }
-                };
+            let body = match policy_body(&text) {
+                Ok(b) => b,
+                Err(text) => {
+                    error.set(Some(ApiFailure {
+                        status: 0,
+                        code: "bad-json".into(),
+                        text,
+                    }));
+                    return;
+                }
+            };
             let path = format!("/teams/{team}/policy");
             act(Box::pin(async move {
-                api::put::<_, Policy>(
-                    &path,
-                    &Policy {
-                        policy,
-                        updated_at: None,
-                    },
-                )
-                .await
-                .map(|_| ())
+                api::put_raw::<Policy>(&path, body).await.map(|_| ())
             }));
         })
     };
@@ -245,11 +252,7 @@ pub fn TeamPage() -> Html {
             <option value={r.as_str()} selected={*r == selected}>{ r.as_str() }</option>
         }) }</> }
     };
-    let keys = data
-        .policy
-        .as_ref()
-        .map(|p| policy_keys(&p.policy))
-        .unwrap_or_default();
+    let keys = policy_keys(&data.policy);
 
     html! {
         <section class="team-page">
@@ -350,12 +353,10 @@ pub fn TeamPage() -> Html {
             }
 
             <h2>{ "Trust policy" }</h2>
-            if let Some(p) = &data.policy {
-                <p class="muted">{ match &p.updated_at {
-                    Some(at) => format!("Last changed {at}."),
-                    None => "Never set: builds run under the server's policy alone.".to_owned(),
-                } }</p>
-            }
+            <p class="muted">{ match &data.policy_updated {
+                Some(at) => format!("Last changed {at}."),
+                None => "Never set: builds run under the server's policy alone.".to_owned(),
+            } }</p>
             if admin {
                 <form onsubmit={save_policy} aria-label="Edit the trust policy">
                     <label for="policy-text">{ "Policy (JSON: require, org[] with name and public_keys)" }</label>

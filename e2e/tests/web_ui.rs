@@ -1,0 +1,175 @@
+//! The web UI in real headless Chromium against the real `kiln serve` and a
+//! real registry holding the fixture images: log in, see a typo marked
+//! while typing with no request to the server, fix it, build, download the
+//! initrd and check its digest, and check what a viewer of another team
+//! sees. The browser side is `e2e/browser/scenario.mjs`; screenshots of
+//! every step land in `$CARGO_TARGET_TMPDIR/web_ui/screenshots` (and in
+//! `$KILN_SCREENSHOTS_TO` when set, which is how docs/screenshots/ is made).
+
+mod cache_common;
+
+use std::path::Path;
+
+use cache_common::{fixtures, kiln_bin, reference, registry_with};
+use kiln_e2e::web::{node, Http, KilnServer};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const BUILDER: (&str, &str) = ("bea-builder", "builder-password-1");
+const VIEWER: (&str, &str) = ("vic-viewer", "viewer-password-1");
+/// The line of [`spec`] whose key the scenario misspells.
+const KEY_LINE: usize = 9;
+const KEY: &str = "readonly";
+
+fn spec(registry: &kiln_e2e::registry::Registry) -> String {
+    let set = fixtures();
+    let r = |f| reference(registry, f);
+    format!(
+        "kernel:
+  image: {kernel}
+  cmdline: \"console=ttyS0\"
+init:
+  - {init}
+services:
+  - name: hello
+    image: {plain}
+    readonly: true
+",
+        kernel = r(&set.kernel),
+        init = r(&set.init),
+        plain = r(&set.plain),
+    )
+}
+
+#[test]
+fn editor_build_and_roles_in_a_real_browser() {
+    let set = fixtures();
+    let registry = registry_with(&[&set.kernel, &set.init, &set.plain]);
+    let server = KilnServer::start(&kiln_bin()).unwrap_or_else(|e| panic!("{e:#}"));
+    let http = Http::new(&server.base);
+    server.require_ui(&http).unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Accounts: a builder in `default`, a viewer in another team only.
+    let admin = http
+        .token("admin", &server.admin_password, "default")
+        .unwrap();
+    for (user, password) in [BUILDER, VIEWER] {
+        http.expect(
+            201,
+            "POST",
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"name": user, "password": password})),
+        )
+        .unwrap();
+    }
+    http.expect(
+        201,
+        "POST",
+        "/api/v1/teams",
+        Some(&admin),
+        Some(json!({"name": "audit"})),
+    )
+    .unwrap();
+    http.expect(
+        200,
+        "PUT",
+        &format!("/api/v1/teams/default/members/{}", BUILDER.0),
+        Some(&admin),
+        Some(json!({"role": "builder"})),
+    )
+    .unwrap();
+    // A token acts in its own team only.
+    let audit_admin = http
+        .token("admin", &server.admin_password, "audit")
+        .unwrap();
+    http.expect(
+        200,
+        "PUT",
+        &format!("/api/v1/teams/audit/members/{}", VIEWER.0),
+        Some(&audit_admin),
+        Some(json!({"role": "viewer"})),
+    )
+    .unwrap();
+
+    let spec = spec(&registry);
+    assert!(spec
+        .lines()
+        .nth(KEY_LINE - 1)
+        .unwrap()
+        .trim_start()
+        .starts_with(KEY));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let run = node(
+        "scenario.mjs",
+        &[
+            ("KILN_URL", server.base.clone()),
+            ("KILN_OUT", out.display().to_string()),
+            ("KILN_SPEC", spec),
+            ("KILN_KEY_LINE", KEY_LINE.to_string()),
+            ("KILN_KEY", KEY.to_owned()),
+            ("KILN_BUILDER", BUILDER.0.to_owned()),
+            ("KILN_BUILDER_PASSWORD", BUILDER.1.to_owned()),
+            ("KILN_VIEWER", VIEWER.0.to_owned()),
+            ("KILN_VIEWER_PASSWORD", VIEWER.1.to_owned()),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "the browser scenario failed (screenshots in {}):\n{stdout}\n{stderr}",
+        out.display()
+    );
+    let result: Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v.get("step").is_none())
+        .expect("the scenario's result line");
+    println!("{stdout}");
+
+    assert!(result["marker_ms"].as_u64().unwrap() <= 300, "{result}");
+    assert_eq!(result["requests_while_editing"], 0, "{result}");
+    assert_eq!(result["other_team_status"], 404, "{result}");
+
+    // The server's own record of the build agrees with what the page showed
+    // and what the browser downloaded.
+    let id = result["build_id"].as_str().unwrap();
+    let build = http
+        .expect(
+            200,
+            "GET",
+            &format!("/api/v1/builds/{id}"),
+            Some(&admin),
+            None,
+        )
+        .unwrap();
+    assert_eq!(build["state"], "succeeded", "{build}");
+    assert_eq!(build["created_by"], BUILDER.0);
+    let initrd = build["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"].as_str().unwrap().ends_with("-initrd.img"))
+        .expect("an initrd artifact");
+    let downloaded = std::fs::read(result["initrd_file"].as_str().unwrap()).unwrap();
+    let digest: String = Sha256::digest(&downloaded)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(initrd["sha256"], digest.as_str());
+    assert_eq!(result["initrd_sha256"], digest.as_str());
+    assert_eq!(initrd["size"], downloaded.len() as u64);
+
+    if let Some(to) = std::env::var_os("KILN_SCREENSHOTS_TO") {
+        let to = Path::new(&to);
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(out.join("screenshots")).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
