@@ -35,7 +35,10 @@ impl<'a> Walker<'a> {
 
     /// The node index of the mapping `schema` describes, if it is one.
     fn node(&mut self, schema: &'a Value) -> Option<usize> {
-        let key = schema.get("$ref").and_then(Value::as_str).map(str::to_owned);
+        let key = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let schema = self.resolve(schema);
         let props = schema.get("properties")?.as_object()?;
         if let Some(k) = &key {
@@ -77,7 +80,11 @@ impl<'a> Walker<'a> {
                 values: inner
                     .get("enum")
                     .and_then(Value::as_array)
-                    .map(|e| e.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .map(|e| {
+                        e.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 boolean: inner.get("type").and_then(Value::as_str) == Some("boolean"),
             });

@@ -28,8 +28,8 @@ fn main() -> anyhow::Result<()> {
     };
     let spec_file =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/linuxkit/linuxkit.yml");
-    let spec = std::fs::read_to_string(&spec_file)
-        .with_context(|| format!("{}", spec_file.display()))?;
+    let spec =
+        std::fs::read_to_string(&spec_file).with_context(|| format!("{}", spec_file.display()))?;
 
     let native_runs = rounds * 20;
     let mut native = Vec::with_capacity(native_runs);

@@ -68,6 +68,22 @@ pub struct Artifact {
     pub url: String,
 }
 
+/// An image whose signature verified, as the build records it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct VerifiedImage {
+    pub image: String,
+    pub digest: String,
+    pub key_fingerprint: String,
+    pub trust_root: String,
+}
+
+/// What content trust did for a build.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ContentTrust {
+    pub disabled: bool,
+    pub verified: Vec<VerifiedImage>,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Build {
     pub id: String,
@@ -83,6 +99,8 @@ pub struct Build {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    #[serde(default)]
+    pub content_trust: Option<ContentTrust>,
     #[serde(default)]
     pub artifacts: Vec<Artifact>,
 }
@@ -142,10 +160,11 @@ pub struct TokenList {
     pub tokens: Vec<Token>,
 }
 
+/// A new token: the API sends the token's fields and its secret side by
+/// side (read without `serde(flatten)`, whose buffering code is large).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CreatedToken {
-    #[serde(flatten)]
-    pub token: Token,
+    pub name: String,
     pub secret: String,
 }
 
@@ -319,7 +338,10 @@ mod tests {
 
     #[test]
     fn policy_bodies_wrap_a_json_object() {
-        assert_eq!(policy_body(" {\"require\": []} "), Ok("{\"policy\":{\"require\": []}}".into()));
+        assert_eq!(
+            policy_body(" {\"require\": []} "),
+            Ok("{\"policy\":{\"require\": []}}".into())
+        );
         assert!(policy_body("[1]").unwrap_err().contains("object"));
         assert!(policy_body("{").unwrap_err().contains("not valid JSON"));
     }

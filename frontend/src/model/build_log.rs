@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::api::{Artifact, Build};
+use super::api::{Artifact, Build, ContentTrust};
 
 /// One image of the build, as resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +44,8 @@ pub struct Progress {
     pub last_seq: i64,
     /// Writing the outputs has started.
     pub writing: bool,
+    /// The build's content trust record, once the server has one.
+    pub content_trust: Option<ContentTrust>,
 }
 
 #[derive(Deserialize)]
@@ -105,7 +107,51 @@ impl Progress {
             seconds: None,
             last_seq: 0,
             writing: false,
+            content_trust: build.content_trust.clone(),
         }
+    }
+
+    /// Takes what a fresh `GET` of the build adds to the events: its trust
+    /// record and the artifacts.
+    pub fn refresh(&mut self, build: &Build) {
+        if build.content_trust.is_some() {
+            self.content_trust = build.content_trust.clone();
+        }
+        for a in &build.artifacts {
+            if !self.artifacts.iter().any(|x| x.name == a.name) {
+                self.artifacts.push(a.clone());
+            }
+        }
+    }
+
+    /// The trust verdict for `row`: an event's own, else the build's record
+    /// (verified by which key, not required, or switched off), else none
+    /// while the images are not checked yet.
+    pub fn trust_of(&self, row: &ImageRow) -> Option<Trust> {
+        if row.trust.is_some() {
+            return row.trust.clone();
+        }
+        let record = self.content_trust.as_ref()?;
+        if record.disabled {
+            return Some(Trust {
+                status: "disabled".into(),
+                detail: Some("content trust was switched off for this build".into()),
+            });
+        }
+        Some(
+            match record.verified.iter().find(|v| {
+                v.image == row.reference || row.digest.as_deref() == Some(v.digest.as_str())
+            }) {
+                Some(v) => Trust {
+                    status: "verified".into(),
+                    detail: Some(format!("key {} of `{}`", v.key_fingerprint, v.trust_root)),
+                },
+                None => Trust {
+                    status: "not required".into(),
+                    detail: None,
+                },
+            },
+        )
     }
 
     pub fn ended(&self) -> bool {
@@ -251,6 +297,45 @@ mod tests {
             "created_at": "2026-01-01T00:00:00Z", "started_at": null, "finished_at": null,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn trust_comes_from_the_builds_record() {
+        let mut p = Progress::new(&build("running"));
+        p.apply(
+            1,
+            "image",
+            r#"{"reference":"org/a:1","digest":"sha256:aa"}"#,
+            "b1",
+        );
+        p.apply(
+            2,
+            "image",
+            r#"{"reference":"other/b:1","digest":"sha256:bb"}"#,
+            "b1",
+        );
+        assert_eq!(p.trust_of(&p.images[0]), None, "not checked yet");
+        let mut done = build("succeeded");
+        done.content_trust = Some(ContentTrust {
+            disabled: false,
+            verified: vec![super::super::api::VerifiedImage {
+                image: "org/a:1".into(),
+                digest: "sha256:aa".into(),
+                key_fingerprint: "sha256:k".into(),
+                trust_root: "org".into(),
+            }],
+        });
+        p.refresh(&done);
+        let a = p.trust_of(&p.images[0]).unwrap();
+        assert_eq!(a.status, "verified");
+        assert_eq!(a.detail.as_deref(), Some("key sha256:k of `org`"));
+        assert_eq!(p.trust_of(&p.images[1]).unwrap().status, "not required");
+        done.content_trust = Some(ContentTrust {
+            disabled: true,
+            verified: vec![],
+        });
+        p.refresh(&done);
+        assert_eq!(p.trust_of(&p.images[1]).unwrap().status, "disabled");
     }
 
     #[test]

@@ -25,6 +25,7 @@ const KINDS: [&str; 6] = ["state", "log", "plan", "image", "artifact", "end"];
 
 enum Action {
     Start(Box<Build>),
+    Refresh(Box<Build>),
     Event {
         seq: i64,
         kind: String,
@@ -50,6 +51,11 @@ impl Reducible for View {
             Action::Start(b) => {
                 next.progress = Some(Progress::new(&b));
                 next.build = Some(*b);
+            }
+            Action::Refresh(b) => {
+                if let Some(p) = &mut next.progress {
+                    p.refresh(&b);
+                }
             }
             Action::Event { seq, kind, data } => {
                 if let (Some(p), Some(b)) = (&mut next.progress, &next.build) {
@@ -96,6 +102,7 @@ pub fn BuildPage(props: &Props) -> Html {
                     for kind in KINDS {
                         let view = view.clone();
                         let es2 = es.clone();
+                        let id = id.clone();
                         let listener = Closure::<dyn Fn(web_sys::MessageEvent)>::new(
                             move |m: web_sys::MessageEvent| {
                                 let seq = m.last_event_id().parse::<i64>().unwrap_or(0);
@@ -109,6 +116,13 @@ pub fn BuildPage(props: &Props) -> Html {
                                     // The stream ends here; without closing, the
                                     // browser would reconnect forever.
                                     es2.close();
+                                    let (view, id) = (view.clone(), id.clone());
+                                    yew::platform::spawn_local(async move {
+                                        let path = format!("/builds/{id}");
+                                        if let Ok(b) = api::get::<Build>(&path).await {
+                                            view.dispatch(Action::Refresh(Box::new(b)));
+                                        }
+                                    });
                                 }
                             },
                         );
@@ -209,7 +223,7 @@ pub fn BuildPage(props: &Props) -> Html {
                                     None => html! { <span class="muted">{ "resolving…" }</span> },
                                 } }</td>
                                 <td>{ if i.digest.is_none() { "" } else if i.cached { "store" } else { "registry" } }</td>
-                                <td>{ match &i.trust {
+                                <td>{ match &p.trust_of(i) {
                                     Some(t) => html! { <span class={classes!("trust", t.status.clone())}>
                                         { &t.status }{ t.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default() }
                                     </span> },

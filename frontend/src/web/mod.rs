@@ -10,16 +10,10 @@ mod login;
 mod team;
 mod widgets;
 
-use std::cell::OnceCell;
-
 use wasm_bindgen::prelude::*;
 
 use crate::model::completion::Completer;
 use crate::model::markers::{markers, Marker};
-
-thread_local! {
-    static COMPLETER: OnceCell<Completer> = const { OnceCell::new() };
-}
 
 /// The markers for a spec text: `shared` validation, positioned for the
 /// editor.
@@ -29,10 +23,7 @@ pub fn check(text: &str) -> Vec<Marker> {
 
 /// Completions at UTF-16 offset `pos`, as JSON, or nothing.
 pub fn complete(text: &str, pos: u32) -> Option<String> {
-    COMPLETER.with(|c| {
-        let completions = c.get_or_init(Completer::default).complete(text, pos)?;
-        serde_json::to_string(&completions).ok()
-    })
+    serde_json::to_string(&Completer.complete(text, pos)?).ok()
 }
 
 /// The validation the editor runs, exported for the in-browser benchmark:

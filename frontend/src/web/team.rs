@@ -303,7 +303,7 @@ pub fn TeamPage() -> Html {
             <h2>{ "API tokens" }</h2>
             if let Some(t) = &*secret {
                 <div class="secret" role="alert">
-                    <p>{ format!("Token “{}” created. Copy its secret now: it is not shown again.", t.token.name) }</p>
+                    <p>{ format!("Token “{}” created. Copy its secret now: it is not shown again.", t.name) }</p>
                     <label for="token-secret">{ "Secret" }</label>
                     <input id="token-secret" readonly=true value={t.secret.clone()} />
                 </div>
