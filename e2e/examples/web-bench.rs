@@ -18,7 +18,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use kiln_e2e::web::{node, Http, KilnServer};
+use kiln_e2e::service::Service;
+use kiln_e2e::web::{node, require_ui};
 use serde_json::Value;
 
 fn main() -> anyhow::Result<()> {
@@ -42,8 +43,9 @@ fn main() -> anyhow::Result<()> {
     native.sort_by(f64::total_cmp);
     let native_ms = native[native.len() / 2];
 
-    let server = KilnServer::start(&kiln_e2e::tools::kiln_bin()?)?;
-    server.require_ui(&Http::new(&server.base))?;
+    let home = tempfile::tempdir()?;
+    let server = Service::start(&kiln_e2e::tools::kiln_bin()?, home.path(), &[], &[])?;
+    require_ui(&server)?;
     let out = node(
         "bench.mjs",
         &[

@@ -11,7 +11,8 @@ mod cache_common;
 use std::path::Path;
 
 use cache_common::{fixtures, kiln_bin, reference, registry_with};
-use kiln_e2e::web::{node, Http, KilnServer};
+use kiln_e2e::service::{hex_of, Service};
+use kiln_e2e::web::{node, require_ui};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -45,52 +46,53 @@ services:
 fn editor_build_and_roles_in_a_real_browser() {
     let set = fixtures();
     let registry = registry_with(&[&set.kernel, &set.init, &set.plain]);
-    let server = KilnServer::start(&kiln_bin()).unwrap_or_else(|e| panic!("{e:#}"));
-    let http = Http::new(&server.base);
-    server.require_ui(&http).unwrap_or_else(|e| panic!("{e:#}"));
+    let home = tempfile::tempdir().unwrap();
+    let server =
+        Service::start(&kiln_bin(), home.path(), &[], &[]).unwrap_or_else(|e| panic!("{e:#}"));
+    require_ui(&server).unwrap_or_else(|e| panic!("{e:#}"));
+    let call = |method: &str, path: &str, token: &str, body: Value, expect: u16| {
+        let body = (!body.is_null()).then_some(body);
+        let r = server.call(method, path, token, body.as_ref()).unwrap();
+        assert_eq!(r.status, expect, "{method} {path}: {r}");
+        r.json()
+    };
 
     // Accounts: a builder in `default`, a viewer in another team only.
-    let admin = http
-        .token("admin", &server.admin_password, "default")
-        .unwrap();
+    let admin = server.admin_token().unwrap();
     for (user, password) in [BUILDER, VIEWER] {
-        http.expect(
-            201,
+        call(
             "POST",
             "/api/v1/users",
-            Some(&admin),
-            Some(json!({"name": user, "password": password})),
-        )
-        .unwrap();
+            &admin,
+            json!({"name": user, "password": password}),
+            201,
+        );
     }
-    http.expect(
-        201,
+    call(
         "POST",
         "/api/v1/teams",
-        Some(&admin),
-        Some(json!({"name": "audit"})),
-    )
-    .unwrap();
-    http.expect(
-        200,
+        &admin,
+        json!({"name": "audit"}),
+        201,
+    );
+    let member = |team: &str, user: &str| format!("/api/v1/teams/{team}/members/{user}");
+    call(
         "PUT",
-        &format!("/api/v1/teams/default/members/{}", BUILDER.0),
-        Some(&admin),
-        Some(json!({"role": "builder"})),
-    )
-    .unwrap();
+        &member("default", BUILDER.0),
+        &admin,
+        json!({"role": "builder"}),
+        200,
+    );
     // A token acts in its own team only.
-    let audit_admin = http
-        .token("admin", &server.admin_password, "audit")
-        .unwrap();
-    http.expect(
-        200,
+    let password = server.admin_password.clone().unwrap();
+    let audit_admin = server.token("admin", &password, "audit").unwrap();
+    call(
         "PUT",
-        &format!("/api/v1/teams/audit/members/{}", VIEWER.0),
-        Some(&audit_admin),
-        Some(json!({"role": "viewer"})),
-    )
-    .unwrap();
+        &member("audit", VIEWER.0),
+        &audit_admin,
+        json!({"role": "viewer"}),
+        200,
+    );
 
     let spec = spec(&registry);
     assert!(spec
@@ -138,15 +140,13 @@ fn editor_build_and_roles_in_a_real_browser() {
     // The server's own record of the build agrees with what the page showed
     // and what the browser downloaded.
     let id = result["build_id"].as_str().unwrap();
-    let build = http
-        .expect(
-            200,
-            "GET",
-            &format!("/api/v1/builds/{id}"),
-            Some(&admin),
-            None,
-        )
-        .unwrap();
+    let build = call(
+        "GET",
+        &format!("/api/v1/builds/{id}"),
+        &admin,
+        Value::Null,
+        200,
+    );
     assert_eq!(build["state"], "succeeded", "{build}");
     assert_eq!(build["created_by"], BUILDER.0);
     let initrd = build["artifacts"]
@@ -156,10 +156,7 @@ fn editor_build_and_roles_in_a_real_browser() {
         .find(|a| a["name"].as_str().unwrap().ends_with("-initrd.img"))
         .expect("an initrd artifact");
     let downloaded = std::fs::read(result["initrd_file"].as_str().unwrap()).unwrap();
-    let digest: String = Sha256::digest(&downloaded)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = hex_of(&Sha256::digest(&downloaded));
     assert_eq!(initrd["sha256"], digest.as_str());
     assert_eq!(result["initrd_sha256"], digest.as_str());
     assert_eq!(initrd["size"], downloaded.len() as u64);

@@ -134,12 +134,14 @@ pub struct BuildEvent {
     /// Its number in the build's log; send it back as `Last-Event-ID`.
     #[schema(pattern = "^[0-9]+$")]
     pub id: String,
-    /// `state`, `log`, `artifact` or (last) `end`.
-    #[schema(pattern = "^(state|log|artifact|end)$")]
+    /// `state`, `log`, `plan`, `image`, `artifact` or (last) `end`.
+    #[schema(pattern = "^(state|log|plan|image|artifact|end)$")]
     pub event: String,
-    /// A JSON object: `state` (and `attempt` or `reason`), `message`,
-    /// the artifact's `name`, `size`, `sha256` and `media_type`, or the end's
-    /// `state`, `error` and `seconds`.
+    /// A JSON object: `state` (and `attempt` or `reason`), `message`, the
+    /// plan's `images` (references, in spec order), a resolved image's
+    /// `reference`, `digest` and `cached`, the artifact's `name`, `size`,
+    /// `sha256` and `media_type`, or the end's `state`, `error` and
+    /// `seconds`.
     pub data: String,
 }
 
