@@ -5,6 +5,7 @@
 //! the `fatfs` crate (0.3) gives `.` and `..` long-name entries and a
 //! wrong `..` cluster, which `fsck.vfat` rejects.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::sparse::SparseDisk;
@@ -158,14 +159,14 @@ impl Geometry {
 }
 
 /// The clusters handed out so far and the bytes to write.
-struct Layout<'g> {
+struct Layout<'g, 'a> {
     g: &'g Geometry,
     fat: Vec<u32>,
-    writes: Vec<(u64, Vec<u8>)>,
+    writes: Vec<(u64, Cow<'a, [u8]>)>,
     label: [u8; 11],
 }
 
-impl Layout<'_> {
+impl<'a> Layout<'_, 'a> {
     /// A contiguous chain for `bytes`; cluster 0 for none.
     fn alloc(&mut self, bytes: u64) -> u32 {
         if bytes == 0 {
@@ -185,7 +186,7 @@ impl Layout<'_> {
 
     /// Allocates `dir`'s children, writes its table and recurses, depth
     /// first.
-    fn place(&mut self, dir: &Dir<'_>, cluster: u32, parent: u32, is_root: bool) {
+    fn place(&mut self, dir: &Dir<'a>, cluster: u32, parent: u32, is_root: bool) {
         let mut table = Vec::new();
         if is_root {
             table.extend(entry(self.label, ATTR_VOLUME, 0, 0));
@@ -203,10 +204,11 @@ impl Layout<'_> {
             let c = self.alloc(data.len() as u64);
             table.extend(entry(*name, ATTR_ARCHIVE, c, data.len() as u32));
             if c != 0 {
-                self.writes.push((self.g.offset(c), data.to_vec()));
+                self.writes.push((self.g.offset(c), Cow::Borrowed(*data)));
             }
         }
-        self.writes.push((self.g.offset(cluster), table));
+        self.writes
+            .push((self.g.offset(cluster), Cow::Owned(table)));
         for (sub, c) in children {
             // `..` of a first-level directory is 0, meaning the root.
             let up = if is_root { 0 } else { cluster };
