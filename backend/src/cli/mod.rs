@@ -1,12 +1,14 @@
 //! Argument parsing and dispatch. Each subcommand lives in its own module
 //! and returns the process exit code.
 
+mod attest;
 mod build;
 mod cache;
 mod credentials;
 mod login;
 mod publish;
 mod remote;
+mod measure;
 mod schema;
 mod serve;
 mod sign;
@@ -45,6 +47,8 @@ enum Command {
     VerifyBuild(verify_build::Args),
     Publish(publish::Args),
     VerifyRelease(verify_release::Args),
+    Measure(measure::Args),
+    Attest(attest::Args),
 }
 
 /// Exit codes shared by every subcommand.
@@ -73,6 +77,8 @@ pub fn run() -> ExitCode {
         Command::VerifyBuild(args) => verify_build::run(args),
         Command::Publish(args) => publish::run(args),
         Command::VerifyRelease(args) => verify_release::run(args),
+        Command::Measure(args) => measure::run(args),
+        Command::Attest(args) => attest::run(args),
     };
     ExitCode::from(code)
 }

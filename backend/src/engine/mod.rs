@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod flatten;
 pub mod formats;
 pub mod fs;
+pub mod measure;
 pub mod provenance;
 pub mod publish;
 pub mod reference;

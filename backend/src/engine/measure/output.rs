@@ -1,0 +1,144 @@
+//! Measuring build outputs: each bootable artifact gets
+//! `STEM-measurements.json` (and, with a signer, `.dsse`) beside it.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use kiln_signer::Signer;
+
+use super::manifest::Manifest;
+use super::signed::{self, SignedError};
+use super::{measure_disk, measure_uki, MeasureError, Options};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+    #[error("{}: {error}", path.display())]
+    Measure { path: PathBuf, error: MeasureError },
+    #[error("{}: cannot read EFI/BOOT/BOOTX64.EFI from the disk's EFI system partition: {message}", path.display())]
+    NoBootLoader { path: PathBuf, message: String },
+    #[error("{}: signing the manifest: {error}", path.display())]
+    Sign { path: PathBuf, error: SignedError },
+}
+
+/// What a file is, for measuring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootable {
+    /// A unified kernel image.
+    Uki,
+    /// A GPT disk with an EFI system partition.
+    EfiDisk,
+}
+
+/// Looks at a file's first bytes: a PE image with a `.linux` section is a
+/// UKI, a disk with a GPT is an EFI disk; anything else is not measured.
+pub fn sniff(path: &Path) -> io::Result<Option<Bootable>> {
+    let mut f = File::open(path)?;
+    let mut head = vec![0u8; 4096];
+    let n = read_up_to(&mut f, &mut head)?;
+    head.truncate(n);
+    if head.starts_with(b"MZ") {
+        // Any PE image with a `.linux` section; kernels and stubs are not.
+        let bytes = fs::read(path)?;
+        let uki = super::pe::Pe::parse(&bytes)
+            .map(|pe| pe.section(".linux").is_some())
+            .unwrap_or(false);
+        return Ok(uki.then_some(Bootable::Uki));
+    }
+    if head.get(512..520) == Some(b"EFI PART") {
+        return Ok(Some(Bootable::EfiDisk));
+    }
+    Ok(None)
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Measures a UKI or EFI disk file. `esp_uki` reads the UKI from a disk.
+pub fn measure_file(
+    path: &Path,
+    kind: Bootable,
+    opts: &Options,
+    esp_uki: &dyn Fn(&mut File) -> Result<Vec<u8>, String>,
+) -> Result<Manifest, OutputError> {
+    let io_err = |error| OutputError::Io {
+        path: path.to_owned(),
+        error,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let measured = match kind {
+        Bootable::Uki => {
+            let bytes = fs::read(path).map_err(io_err)?;
+            measure_uki(&name, &bytes, opts)
+        }
+        Bootable::EfiDisk => {
+            let mut f = File::open(path).map_err(io_err)?;
+            let uki = esp_uki(&mut f).map_err(|message| OutputError::NoBootLoader {
+                path: path.to_owned(),
+                message,
+            })?;
+            measure_disk(&name, &mut f, &uki, opts)
+        }
+    };
+    measured.map_err(|error| OutputError::Measure {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+/// `boot.efi` → `boot-measurements.json`, `boot-efi.img` →
+/// `boot-efi-measurements.json`.
+pub fn manifest_path(artifact: &Path) -> PathBuf {
+    let stem = artifact
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    artifact.with_file_name(format!("{stem}-measurements.json"))
+}
+
+/// The envelope beside a manifest: `X-measurements.json.dsse`.
+pub fn envelope_path(manifest: &Path) -> PathBuf {
+    let mut name = manifest.as_os_str().to_owned();
+    name.push(".dsse");
+    PathBuf::from(name)
+}
+
+/// Writes the manifest (and its envelope, with a signer) beside `artifact`;
+/// returns the files written.
+pub fn write_beside(
+    artifact: &Path,
+    manifest: &Manifest,
+    signer: Option<&dyn Signer>,
+) -> Result<Vec<PathBuf>, OutputError> {
+    let path = manifest_path(artifact);
+    let bytes = manifest.to_bytes();
+    let io_at = |p: &Path| {
+        let p = p.to_owned();
+        move |error| OutputError::Io { path: p, error }
+    };
+    fs::write(&path, &bytes).map_err(io_at(&path))?;
+    let mut written = vec![path.clone()];
+    if let Some(signer) = signer {
+        let envelope = signed::sign(&bytes, signer).map_err(|error| OutputError::Sign {
+            path: path.clone(),
+            error,
+        })?;
+        let env_path = envelope_path(&path);
+        fs::write(&env_path, envelope.to_json()).map_err(io_at(&env_path))?;
+        written.push(env_path);
+    }
+    Ok(written)
+}
