@@ -25,6 +25,7 @@ pub mod registry;
 pub mod seeded;
 pub mod service;
 pub mod sign;
+pub mod swtpm;
 pub mod tarball;
 pub mod tools;
 pub mod web;

@@ -660,7 +660,7 @@ fn supervise(
 /// Makes the child get SIGKILL when the thread that spawns it ends, which
 /// the callers arrange to be no earlier than the child's reaping, so in
 /// effect: when the test process dies.
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     let parent = std::process::id();
     // SAFETY: prctl, getppid and _exit are async-signal-safe, and nothing
     // here allocates.

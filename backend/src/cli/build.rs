@@ -16,6 +16,7 @@ use kiln_backend::engine::flatten::FlattenOptions;
 use kiln_backend::engine::formats::format::Format;
 use kiln_backend::engine::provenance::{self, BuildRecord, ContentTrust, DEFAULT_BUILDER_ID};
 use kiln_backend::engine::sbom::{self, SbomOptions};
+use kiln_backend::engine::measure;
 use kiln_backend::engine::store::{self, Platform, Store};
 use kiln_shared::{Source, Spec};
 use kiln_signer::bundle::Bundle;
@@ -100,12 +101,17 @@ pub struct Args {
     insecure_registries: Vec<String>,
     /// Sign the build's SLSA provenance (every output's sha256, the spec,
     /// the image digests and the signatures verified) with this private
-    /// key, into NAME-provenance.sigstore.json.
+    /// key, into NAME-provenance.sigstore.json; it also signs the TPM
+    /// measurement manifests (STEM-measurements.json.dsse).
     #[arg(long, value_name = "FILE", conflicts_with = "signer_socket")]
     sign_key: Option<PathBuf>,
     /// Sign the provenance through the signer daemon on this socket.
     #[arg(long, value_name = "PATH")]
     signer_socket: Option<PathBuf>,
+    /// Also predict this PCR bank (sha1, sha384) in the measurement
+    /// manifests of bootable outputs; sha256 always is. Repeatable.
+    #[arg(long = "pcr-bank", value_name = "BANK")]
+    pcr_banks: Vec<measure::bank::Bank>,
     /// Spec files; `-` reads standard input.
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -243,9 +249,10 @@ fn run_build(args: Args) -> Result<(), Failure> {
             v.image, v.digest, v.key_fingerprint, v.trust_root
         );
     }
+    let spec_digest = format!("sha256:{}", hex::encode(Sha256::digest(metadata::to_yaml(&spec))));
     let provenance = signer.map(|signer| Provenance {
         signer,
-        spec_sha256: hex::encode(Sha256::digest(metadata::to_yaml(&spec))),
+        spec_sha256: spec_digest["sha256:".len()..].to_owned(),
         name: &name,
         formats: formats.iter().map(|f| f.name().to_owned()).collect(),
         arch: platform.architecture.as_str(),
@@ -323,6 +330,13 @@ fn run_build(args: Args) -> Result<(), Failure> {
         }
         None => {
             let mut artifacts = build::write_outputs(&req, &store, &images).map_err(failed)?;
+            let measured = measure_outputs(
+                &artifacts,
+                args.pcr_banks.clone(),
+                spec_digest,
+                provenance.as_ref().map(|p| p.signer.as_ref()),
+            )?;
+            artifacts.extend(measured);
             sign_provenance(provenance.as_ref(), &mut artifacts, &args.dir)?;
             summary(&artifacts, &trust, started);
             Ok(())
@@ -347,6 +361,26 @@ fn provenance_signer(args: &Args) -> Result<Option<Box<dyn Signer>>, Failure> {
         ))),
         (None, None) => Ok(None),
     }
+}
+
+/// Writes the TPM measurement manifest (signed, with a signer) beside each
+/// bootable output; returns the files written.
+fn measure_outputs(
+    artifacts: &[Artifact],
+    banks: Vec<measure::bank::Bank>,
+    spec_digest: String,
+    signer: Option<&dyn Signer>,
+) -> Result<Vec<Artifact>, Failure> {
+    let opts = measure::Options {
+        banks,
+        spec_digest: Some(spec_digest),
+    };
+    let paths: Vec<PathBuf> = artifacts.iter().map(|a| a.path.clone()).collect();
+    measure::output::measure_outputs(&paths, &opts, signer)
+        .map_err(failed)?
+        .iter()
+        .map(|p| build::artifact_of(p).map_err(failed))
+        .collect()
 }
 
 /// What the provenance records besides the outputs.

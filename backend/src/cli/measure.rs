@@ -101,7 +101,7 @@ fn measure(args: &Args) -> Result<(), (u8, String)> {
         banks: args.banks.clone(),
         spec_digest: args.spec_digest.clone(),
     };
-    let manifest = output::measure_file(&args.artifact, kind, &opts, &esp_uki)
+    let manifest = output::measure_file(&args.artifact, kind, &opts)
         .map_err(|e| (exit::INVALID, e.to_string()))?;
     let bytes = manifest.to_bytes();
     match &args.output {
@@ -143,9 +143,4 @@ pub fn check_spec_digest(d: &str) -> Result<(), String> {
             "--spec-digest `{d}` is not `sha256:` and 64 lower-case hex digits"
         ))
     }
-}
-
-/// Reads EFI/BOOT/BOOTX64.EFI from a disk's EFI system partition.
-pub fn esp_uki(disk: &mut fs::File) -> Result<Vec<u8>, String> {
-    kiln_backend::engine::measure::esp::boot_loader(disk).map_err(|e| e.to_string())
 }

@@ -20,7 +20,8 @@ pub fn digests(bytes: &[u8], banks: &[Bank]) -> Result<Digests, PeError> {
 /// The file ranges hashed, in order.
 pub fn ranges(pe: &Pe<'_>) -> Result<Vec<std::ops::Range<usize>>, PeError> {
     let len = pe.bytes.len();
-    let mut out = vec![0..pe.checksum_offset];
+    let mut out = Vec::new();
+    out.push(0..pe.checksum_offset);
     match pe.security_dir_offset {
         Some(dir) => {
             out.push(pe.checksum_offset + 4..dir);

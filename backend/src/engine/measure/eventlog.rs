@@ -50,7 +50,7 @@ impl LogEvent {
     /// text when it looks like text, else its length.
     pub fn describe_data(&self) -> String {
         let printable = |s: &str| !s.is_empty() && s.chars().all(|c| !c.is_control());
-        if self.data.len() >= 2 && self.data.len() % 2 == 0 {
+        if self.data.len() >= 2 && self.data.len().is_multiple_of(2) {
             let units: Vec<u16> = self
                 .data
                 .chunks(2)
@@ -260,12 +260,12 @@ fn spec_algorithms(spec: &[u8]) -> Result<Vec<(u16, u16)>, LogError> {
     Ok(out)
 }
 
+/// One event to encode: PCR, type, digests, event data.
+pub type RawEvent = (u32, EventType, BTreeMap<Bank, Vec<u8>>, Vec<u8>);
+
 /// Writes a log (header plus `events`) in the crypto-agile format: for
 /// tests and for turning predictions into a log-shaped file.
-pub fn encode(
-    banks: &[Bank],
-    events: &[(u32, EventType, BTreeMap<Bank, Vec<u8>>, Vec<u8>)],
-) -> Vec<u8> {
+pub fn encode(banks: &[Bank], events: &[RawEvent]) -> Vec<u8> {
     let mut spec = SPEC_ID.to_vec();
     spec.extend_from_slice(&0u32.to_le_bytes());
     spec.extend_from_slice(&[0, 2, 0, 2]);

@@ -43,7 +43,7 @@ pub fn gpt_event_data<R: Read + Seek>(disk: &mut R) -> Result<Vec<u8>, GptError>
     let entries_lba = u64_at(72);
     let count = u32_at(80) as u64;
     let entry_size = u32_at(84) as u64;
-    if entry_size < 128 || entry_size % 8 != 0 || count * entry_size > MAX_TABLE_BYTES {
+    if entry_size < 128 || !entry_size.is_multiple_of(8) || count * entry_size > MAX_TABLE_BYTES {
         return Err(GptError::Malformed(format!(
             "{count} entries of {entry_size} bytes"
         )));

@@ -64,13 +64,8 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Measures a UKI or EFI disk file. `esp_uki` reads the UKI from a disk.
-pub fn measure_file(
-    path: &Path,
-    kind: Bootable,
-    opts: &Options,
-    esp_uki: &dyn Fn(&mut File) -> Result<Vec<u8>, String>,
-) -> Result<Manifest, OutputError> {
+/// Measures a UKI, or an EFI disk through the UKI its ESP boots.
+pub fn measure_file(path: &Path, kind: Bootable, opts: &Options) -> Result<Manifest, OutputError> {
     let io_err = |error| OutputError::Io {
         path: path.to_owned(),
         error,
@@ -86,9 +81,9 @@ pub fn measure_file(
         }
         Bootable::EfiDisk => {
             let mut f = File::open(path).map_err(io_err)?;
-            let uki = esp_uki(&mut f).map_err(|message| OutputError::NoBootLoader {
+            let uki = super::esp::boot_loader(&mut f).map_err(|e| OutputError::NoBootLoader {
                 path: path.to_owned(),
-                message,
+                message: e.to_string(),
             })?;
             measure_disk(&name, &mut f, &uki, opts)
         }
@@ -139,6 +134,28 @@ pub fn write_beside(
         let env_path = envelope_path(&path);
         fs::write(&env_path, envelope.to_json()).map_err(io_at(&env_path))?;
         written.push(env_path);
+    }
+    Ok(written)
+}
+
+/// Measures every bootable file among `outputs` (UKIs and EFI disks;
+/// others are skipped) and writes each manifest beside it. Returns the
+/// files written.
+pub fn measure_outputs(
+    outputs: &[PathBuf],
+    opts: &Options,
+    signer: Option<&dyn Signer>,
+) -> Result<Vec<PathBuf>, OutputError> {
+    let mut written = Vec::new();
+    for path in outputs {
+        let kind = sniff(path).map_err(|error| OutputError::Io {
+            path: path.clone(),
+            error,
+        })?;
+        if let Some(kind) = kind {
+            let manifest = measure_file(path, kind, opts)?;
+            written.extend(write_beside(path, &manifest, signer)?);
+        }
     }
     Ok(written)
 }

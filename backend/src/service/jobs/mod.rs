@@ -701,6 +701,7 @@ async fn write(
     let dir = work_dir(&home, &job.id);
     let store = app.store.clone();
     let name = job.name.clone();
+    let spec_digest = job.spec_digest.clone();
     let task = tokio::task::spawn_blocking(move || {
         let result = (|| {
             let req = BuildRequest {
@@ -720,8 +721,19 @@ async fn write(
                 boot: build::BootOptions::default(),
                 sbom: true,
             };
-            let artifacts =
+            let mut artifacts =
                 build::write_outputs(&req, &store, &images).map_err(|e| e.to_string())?;
+            // Bootable outputs get their TPM measurement manifest.
+            let paths: Vec<_> = artifacts.iter().map(|a| a.path.clone()).collect();
+            let opts = crate::engine::measure::Options {
+                banks: Vec::new(),
+                spec_digest: Some(format!("sha256:{spec_digest}")),
+            };
+            for p in crate::engine::measure::output::measure_outputs(&paths, &opts, None)
+                .map_err(|e| e.to_string())?
+            {
+                artifacts.push(build::artifact_of(&p).map_err(|e| e.to_string())?);
+            }
             let cas = home.join("artifacts").join("sha256");
             std::fs::create_dir_all(&cas).map_err(|e| format!("{}: {e}", cas.display()))?;
             let mut outputs = Vec::new();
@@ -758,7 +770,11 @@ async fn write(
 
 /// The content type of an artifact, by its file name.
 pub fn media_type(name: &str) -> &'static str {
-    if name.ends_with("-oci.tar") {
+    if name.ends_with("-measurements.json") {
+        crate::engine::measure::manifest::PAYLOAD_TYPE
+    } else if name.ends_with("-measurements.json.dsse") {
+        "application/vnd.dsse.envelope.v1+json"
+    } else if name.ends_with("-oci.tar") {
         "application/vnd.oci.image.layout.v1+tar"
     } else if name.ends_with(".tar") || name.ends_with(".docker") {
         "application/x-tar"
