@@ -14,9 +14,9 @@ use kiln_backend::engine::build::{
 };
 use kiln_backend::engine::flatten::FlattenOptions;
 use kiln_backend::engine::formats::format::Format;
-use kiln_backend::engine::provenance::{self, BuildRecord, ContentTrust, DEFAULT_BUILDER_ID};
 use kiln_backend::engine::sbom::{self, SbomOptions};
 use kiln_backend::engine::measure;
+use kiln_backend::engine::provenance::{self, BuildRecord, ContentTrust, DEFAULT_BUILDER_ID};
 use kiln_backend::engine::store::{self, Platform, Store};
 use kiln_shared::{Source, Spec};
 use kiln_signer::bundle::Bundle;
@@ -249,7 +249,10 @@ fn run_build(args: Args) -> Result<(), Failure> {
             v.image, v.digest, v.key_fingerprint, v.trust_root
         );
     }
-    let spec_digest = format!("sha256:{}", hex::encode(Sha256::digest(metadata::to_yaml(&spec))));
+    let spec_digest = format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(metadata::to_yaml(&spec)))
+    );
     let provenance = signer.map(|signer| Provenance {
         signer,
         spec_sha256: spec_digest["sha256:".len()..].to_owned(),

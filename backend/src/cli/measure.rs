@@ -39,7 +39,7 @@ pub struct SignerArgs {
     /// Sign the manifest (a DSSE envelope, FILE.dsse) with this private
     /// key; its password comes from KILN_KEY_PASSWORD or COSIGN_PASSWORD.
     #[arg(
-        long = "signing-key",
+        long = "sign-key",
         value_name = "KEY",
         conflicts_with = "signer_socket"
     )]
