@@ -1,5 +1,5 @@
-//! A software TPM (swtpm) for measured-boot tests, and OVMF with a fresh
-//! NVRAM per boot.
+//! A software TPM (swtpm) for measured-boot tests (OVMF itself, with a
+//! fresh NVRAM per boot, is [`crate::firmware`]).
 //!
 //! [`Swtpm::start`] provisions a fresh TPM 2.0 state with only the banks
 //! asked for (`swtpm_setup --pcr-banks`; sha256 alone makes the firmware
@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,11 +22,6 @@ use base64::Engine as _;
 
 use crate::qemu::{die_with_parent, ConsoleLine};
 use crate::tools;
-
-/// Debian's OVMF build for 4 MiB flash (package `ovmf`).
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-/// Its NVRAM template; every boot gets a fresh copy.
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// A running swtpm with its own state directory.
 pub struct Swtpm {
@@ -122,28 +117,6 @@ impl Drop for Swtpm {
         }
         let _ = self.child.wait();
     }
-}
-
-/// OVMF as two pflash drives: the code read-only, and a fresh copy of the
-/// NVRAM template in `dir` (so Boot#### variables, and PCR 1, start the
-/// same on every boot).
-pub fn ovmf_args(dir: &Path) -> anyhow::Result<Vec<OsString>> {
-    for f in [OVMF_CODE, OVMF_VARS] {
-        if !Path::new(f).is_file() {
-            bail!(
-                "{f} is missing (Debian package `ovmf`): {}",
-                tools::INSTALL_HINT
-            );
-        }
-    }
-    let vars = dir.join("OVMF_VARS.fd");
-    std::fs::copy(OVMF_VARS, &vars).with_context(|| format!("copying {OVMF_VARS}"))?;
-    Ok(vec![
-        "-drive".into(),
-        format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}").into(),
-        "-drive".into(),
-        format!("if=pflash,format=raw,unit=1,file={}", vars.display()).into(),
-    ])
 }
 
 /// What the fixture init printed with `kiln.tpm`.

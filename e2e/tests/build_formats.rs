@@ -181,9 +181,12 @@ fn every_format_is_bit_identical_across_directories_and_times() {
     let expected: Vec<String> = [
         "-bios.img",
         "-dynamic.vhd",
+        // Each UKI and raw EFI disk has its TPM measurement manifest.
+        "-efi-measurements.json",
         "-efi.img",
         "-efi.iso",
         "-efi.qcow2",
+        "-measurements.json",
         ".efi",
         ".iso",
         ".vhd",

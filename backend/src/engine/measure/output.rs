@@ -2,7 +2,7 @@
 //! `STEM-measurements.json` (and, with a signer, `.dsse`) beside it.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use kiln_signer::Signer;
@@ -33,7 +33,8 @@ pub enum Bootable {
 }
 
 /// Looks at a file's first bytes: a PE image with a `.linux` section is a
-/// UKI, a disk with a GPT is an EFI disk; anything else is not measured.
+/// UKI, a raw disk with a GPT is an EFI disk; anything else (including the
+/// disk formats wrapping a raw disk) is not measured.
 pub fn sniff(path: &Path) -> io::Result<Option<Bootable>> {
     let mut f = File::open(path)?;
     let mut head = vec![0u8; 4096];
@@ -48,7 +49,15 @@ pub fn sniff(path: &Path) -> io::Result<Option<Bootable>> {
         return Ok(uki.then_some(Bootable::Uki));
     }
     if head.get(512..520) == Some(b"EFI PART") {
-        return Ok(Some(Bootable::EfiDisk));
+        // A fixed VHD is the raw disk plus a footer: the raw-efi output
+        // beside it already has the manifest.
+        let len = f.metadata()?.len();
+        let mut footer = [0u8; 8];
+        if len >= 512 {
+            f.seek(SeekFrom::Start(len - 512))?;
+            f.read_exact(&mut footer)?;
+        }
+        return Ok((&footer != b"conectix").then_some(Bootable::EfiDisk));
     }
     Ok(None)
 }
