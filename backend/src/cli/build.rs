@@ -14,9 +14,9 @@ use kiln_backend::engine::build::{
 };
 use kiln_backend::engine::flatten::FlattenOptions;
 use kiln_backend::engine::formats::format::Format;
-use kiln_backend::engine::sbom::{self, SbomOptions};
 use kiln_backend::engine::measure;
 use kiln_backend::engine::provenance::{self, BuildRecord, ContentTrust, DEFAULT_BUILDER_ID};
+use kiln_backend::engine::sbom::{self, SbomOptions};
 use kiln_backend::engine::store::{self, Platform, Store};
 use kiln_shared::{Source, Spec};
 use kiln_signer::bundle::Bundle;
