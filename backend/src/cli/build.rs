@@ -334,7 +334,7 @@ fn run_build(args: Args) -> Result<(), Failure> {
         None => {
             let mut artifacts = build::write_outputs(&req, &store, &images).map_err(failed)?;
             let measured = measure_outputs(
-                &artifacts,
+                &measure::output::measured_outputs(&formats, &args.dir, &name),
                 args.pcr_banks.clone(),
                 spec_digest,
                 provenance.as_ref().map(|p| p.signer.as_ref()),
@@ -369,7 +369,7 @@ fn provenance_signer(args: &Args) -> Result<Option<Box<dyn Signer>>, Failure> {
 /// Writes the TPM measurement manifest (signed, with a signer) beside each
 /// bootable output; returns the files written.
 fn measure_outputs(
-    artifacts: &[Artifact],
+    paths: &[PathBuf],
     banks: Vec<measure::bank::Bank>,
     spec_digest: String,
     signer: Option<&dyn Signer>,
@@ -378,8 +378,7 @@ fn measure_outputs(
         banks,
         spec_digest: Some(spec_digest),
     };
-    let paths: Vec<PathBuf> = artifacts.iter().map(|a| a.path.clone()).collect();
-    measure::output::measure_outputs(&paths, &opts, signer)
+    measure::output::measure_outputs(paths, &opts, signer)
         .map_err(failed)?
         .iter()
         .map(|p| build::artifact_of(p).map_err(failed))

@@ -48,6 +48,16 @@ pub fn sniff(path: &Path) -> io::Result<Option<Bootable>> {
             .unwrap_or(false);
         return Ok(uki.then_some(Bootable::Uki));
     }
+    // A hybrid ISO may carry a GPT too, but firmware boots it through El
+    // Torito, which this model does not describe.
+    if f.metadata()?.len() > 0x8006 {
+        let mut iso = [0u8; 5];
+        f.seek(SeekFrom::Start(0x8001))?;
+        f.read_exact(&mut iso)?;
+        if &iso == b"CD001" {
+            return Ok(None);
+        }
+    }
     if head.get(512..520) == Some(b"EFI PART") {
         // A fixed VHD is the raw disk plus a footer: the raw-efi output
         // beside it already has the manifest.
@@ -147,9 +157,10 @@ pub fn write_beside(
     Ok(written)
 }
 
-/// Measures every bootable file among `outputs` (UKIs and EFI disks;
+/// Measures every bootable file among `outputs` (UKIs and raw EFI disks;
 /// others are skipped) and writes each manifest beside it. Returns the
-/// files written.
+/// files written. Callers pass the `uki` and `raw-efi` outputs
+/// ([`measured_outputs`]).
 pub fn measure_outputs(
     outputs: &[PathBuf],
     opts: &Options,
@@ -167,4 +178,20 @@ pub fn measure_outputs(
         }
     }
     Ok(written)
+}
+
+/// The outputs of a build that get a manifest: those of `uki` and
+/// `raw-efi` (the other disk formats wrap the raw-efi disk, and ISOs boot
+/// through El Torito, which the reference model does not describe).
+pub fn measured_outputs(
+    formats: &[crate::engine::formats::format::Format],
+    dir: &Path,
+    name: &str,
+) -> Vec<PathBuf> {
+    use crate::engine::formats::format::Format;
+    formats
+        .iter()
+        .filter(|f| matches!(f, Format::Uki | Format::RawEfi))
+        .flat_map(|f| f.outputs(dir, name))
+        .collect()
 }

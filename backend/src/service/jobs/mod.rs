@@ -724,7 +724,7 @@ async fn write(
             let mut artifacts =
                 build::write_outputs(&req, &store, &images).map_err(|e| e.to_string())?;
             // Bootable outputs get their TPM measurement manifest.
-            let paths: Vec<_> = artifacts.iter().map(|a| a.path.clone()).collect();
+            let paths = crate::engine::measure::output::measured_outputs(&formats, &dir, &name);
             let opts = crate::engine::measure::Options {
                 banks: Vec::new(),
                 spec_digest: Some(format!("sha256:{spec_digest}")),
