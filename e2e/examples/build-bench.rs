@@ -11,7 +11,9 @@
 //! Prints, for each run: wall time, peak RSS of the kiln process, the initrd
 //! size, and ratios to the baselines. Three runs: a cold build (images in
 //! the store, no cached initrd members), a rebuild after one service
-//! changed (members cached), and a no-change rebuild.
+//! changed (members cached), and a no-change rebuild. With
+//! `KILN_BENCH_KEEP=1` the work directory (store, spec) is kept for
+//! profiling.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -96,6 +98,15 @@ fn main() -> anyhow::Result<()> {
             r.wall.as_secs_f64() / gzip1.as_secs_f64(),
             r.wall.as_secs_f64() / gzip6.as_secs_f64(),
             r.wall.as_secs_f64() / zcat.as_secs_f64(),
+        );
+    }
+    if std::env::var_os("KILN_BENCH_KEEP").is_some() {
+        let kept = work.keep();
+        eprintln!(
+            "kept {} (KILN_HOME={}, spec in {})",
+            kept.display(),
+            kept.join("home").display(),
+            kept.join("spec").display()
         );
     }
     Ok(())

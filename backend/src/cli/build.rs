@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kiln_backend::engine::boot;
-use kiln_backend::engine::build::output::InitrdOptions;
+use kiln_backend::engine::build::output::{self, InitrdOptions};
 use kiln_backend::engine::build::plan::Images;
 use kiln_backend::engine::build::trust::TrustRecord;
 use kiln_backend::engine::build::{
@@ -112,6 +112,11 @@ pub struct Args {
     /// manifests of bootable outputs; sha256 always is. Repeatable.
     #[arg(long = "pcr-bank", value_name = "BANK")]
     pcr_banks: Vec<measure::bank::Bank>,
+    /// gzip level of the initrd, 0 (stored) to 9: lower is faster, higher
+    /// is smaller.
+    #[arg(long, value_name = "LEVEL", default_value_t = output::DEFAULT_LEVEL,
+          value_parser = clap::value_parser!(u32).range(0..=9))]
+    compression_level: u32,
     /// Spec files; `-` reads standard input.
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -277,6 +282,7 @@ fn run_build(args: Args) -> Result<(), Failure> {
         cwd: &cwd,
         home: home.as_deref(),
         initrd: InitrdOptions {
+            level: args.compression_level,
             member_cache: store::kiln_home().map(|h| h.join("initrd-members")),
             ..InitrdOptions::default()
         },

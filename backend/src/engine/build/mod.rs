@@ -214,6 +214,8 @@ pub fn write_outputs(
     };
     fs::create_dir_all(req.dir).map_err(io_at(req.dir))?;
     let mut written = Vec::new();
+    // Artifacts whose digest was computed while they were written.
+    let mut known: Vec<Artifact> = Vec::new();
     let boot = disk::Context {
         inputs: &inputs,
         sections: &sections,
@@ -259,6 +261,11 @@ pub fn write_outputs(
                     req.name,
                 )?;
                 written.extend(out.kernel);
+                known.push(Artifact {
+                    path: out.initrd.clone(),
+                    size: out.initrd_size,
+                    sha256: out.initrd_sha256,
+                });
                 written.push(out.initrd);
                 written.extend(out.cmdline);
             }
@@ -274,7 +281,13 @@ pub fn write_outputs(
             }
         }
     }
-    written.iter().map(|p| artifact_of(p)).collect()
+    written
+        .iter()
+        .map(|p| match known.iter().find(|a| &a.path == p) {
+            Some(a) => Ok(a.clone()),
+            None => artifact_of(p),
+        })
+        .collect()
 }
 
 /// Writes the `tar` (or, with `dockerfile`, `docker`) stream to `out`.

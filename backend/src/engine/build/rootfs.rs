@@ -50,11 +50,48 @@ pub fn write_section(
     section: &Section,
     sink: &mut dyn Sink,
 ) -> Result<(), RootfsError> {
+    write_part(inputs, Part::Whole(section), sink)
+}
+
+/// A piece of a section that the initrd caches on its own: a container's
+/// image root and its bundle files (`config.json`, `runtime.json`) change
+/// for different reasons, so a changed setting recompresses only the
+/// bundle. Written one after the other, the parts of a section are the
+/// section.
+#[derive(Debug, Clone, Copy)]
+pub enum Part<'s> {
+    Whole(&'s Section),
+    ContainerRoot(&'s ContainerPlan),
+    ContainerBundle(&'s ContainerPlan),
+}
+
+impl<'s> Part<'s> {
+    /// The parts of `section`, in stream order.
+    pub fn of(section: &'s Section) -> Vec<Part<'s>> {
+        match section {
+            Section::Container(plan) => {
+                vec![Part::ContainerRoot(plan), Part::ContainerBundle(plan)]
+            }
+            other => vec![Part::Whole(other)],
+        }
+    }
+}
+
+/// Writes one part, stopping early when the build is cancelled.
+pub fn write_part(
+    inputs: &Inputs<'_>,
+    part: Part<'_>,
+    sink: &mut dyn Sink,
+) -> Result<(), RootfsError> {
     if inputs.cancel.is_cancelled() {
         return Err(RootfsError::Cancelled);
     }
     let mut guarded = CancelSink::new(sink, &inputs.cancel);
-    let result = write_section_unguarded(inputs, section, &mut guarded);
+    let result = match part {
+        Part::Whole(section) => write_section_unguarded(inputs, section, &mut guarded),
+        Part::ContainerRoot(plan) => container_root(inputs, plan, &mut guarded),
+        Part::ContainerBundle(plan) => container_bundle(plan, &mut guarded),
+    };
     if result.is_err() && inputs.cancel.is_cancelled() {
         return Err(RootfsError::Cancelled);
     }
@@ -73,7 +110,10 @@ fn write_section_unguarded(
             extract(inputs, image, Role::Init, "", &section.location(), sink)
         }
         Section::Volume(i) => volume(inputs, *i, sink),
-        Section::Container(plan) => container(inputs, plan, sink),
+        Section::Container(plan) => {
+            container_root(inputs, plan, sink)?;
+            container_bundle(plan, sink)
+        }
         Section::Files => {
             let render = |format: &str| match format {
                 "json" => metadata::to_json(inputs.spec),
@@ -219,7 +259,9 @@ fn volume(inputs: &Inputs<'_>, index: usize, sink: &mut dyn Sink) -> Result<(), 
     Ok(())
 }
 
-fn container(
+/// The container's image root, or for a later user of a shared image,
+/// only the bundle directory.
+fn container_root(
     inputs: &Inputs<'_>,
     plan: &ContainerPlan,
     sink: &mut dyn Sink,
@@ -229,9 +271,8 @@ fn container(
         location: location.to_owned(),
         error,
     };
-    let readonly = plan.bundle.readonly();
-    let own_root = plan.bundle.root_dir(&plan.dir);
     if plan.extracts {
+        let own_root = plan.bundle.root_dir(&plan.dir);
         prefix_dirs(&own_root, source, location, sink).map_err(write)?;
         extract(
             inputs,
@@ -240,10 +281,20 @@ fn container(
             &own_root,
             location,
             sink,
-        )?;
+        )
     } else {
-        prefix_dirs(&plan.dir, source, location, sink).map_err(write)?;
+        prefix_dirs(&plan.dir, source, location, sink).map_err(write)
     }
+}
+
+/// `config.json`, the mount-point directories and `runtime.json`.
+fn container_bundle(plan: &ContainerPlan, sink: &mut dyn Sink) -> Result<(), RootfsError> {
+    let (source, location) = (plan.source.as_str(), plan.location.as_str());
+    let write = |error| RootfsError::Write {
+        location: location.to_owned(),
+        error,
+    };
+    let readonly = plan.bundle.readonly();
     let config = plan.bundle.config_json();
     let runtime = plan.bundle.runtime_json(&plan.dir, &plan.root);
     let mut add_file = |name: &str, bytes: &[u8]| {
