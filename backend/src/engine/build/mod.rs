@@ -2,12 +2,14 @@
 //! writing every requested format. The CLI and the service both call
 //! [`resolve_images`] and then [`write_outputs`].
 
+pub mod apkdb;
 pub mod cancel;
 pub mod disk;
 pub mod files;
 pub mod kernel;
 pub mod metadata;
 mod oci;
+pub mod ocivolume;
 pub mod output;
 pub mod plan;
 pub mod rootfs;
@@ -135,7 +137,54 @@ pub async fn resolve_images(
             pull_all: false,
         } => registry::pull_missing(&references, platform, store, config).await?,
     };
-    Ok(strings.into_iter().zip(resolved).collect::<HashMap<_, _>>())
+    let images = strings.into_iter().zip(resolved).collect::<HashMap<_, _>>();
+    if let ImageSource::Registry { config, .. } = source {
+        pull_oci_volumes(spec, &images, store, config).await?;
+    }
+    Ok(images)
+}
+
+/// `format: oci` volumes copy the platforms they list (all, by default),
+/// not only the build's: pulls whatever of those the store lacks.
+async fn pull_oci_volumes(
+    spec: &Spec,
+    images: &Images,
+    store: &Store,
+    config: &RegistryConfig,
+) -> Result<(), BuildError> {
+    for v in &spec.volumes {
+        let Some(image) = v.image.as_deref().filter(|i| !i.is_empty()) else {
+            continue;
+        };
+        let (Some(kiln_shared::model::VolumeFormat::Oci), Some(resolved)) =
+            (v.format, images.get(image))
+        else {
+            continue;
+        };
+        let wanted =
+            ocivolume::platforms(v.platforms.as_deref().unwrap_or_default()).map_err(|e| {
+                BuildError::BadImage {
+                    image: image.to_owned(),
+                    message: e.to_string(),
+                }
+            })?;
+        if ocivolume::complete(store, image, resolved, &wanted) {
+            continue;
+        }
+        let selection = if wanted.is_empty() {
+            registry::PlatformSelection::All
+        } else {
+            registry::PlatformSelection::Only(wanted)
+        };
+        registry::pull(
+            std::slice::from_ref(&resolved.reference),
+            &selection,
+            store,
+            config,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// What a build writes, and how.
@@ -195,6 +244,7 @@ fn inputs<'a>(
             roots,
             flatten: req.flatten.clone(),
             cancel: req.cancel.clone(),
+            apk_dbs: Default::default(),
         },
         sections,
     ))

@@ -180,7 +180,7 @@ pub fn write_kernel_initrd(
         let mut boot = BootFiles::default();
         let mut members = Vec::new();
         let mut reused = 0;
-        let parts = sections.iter().flat_map(|s| Part::of(s));
+        let parts = sections.iter().flat_map(Part::of);
         for (i, part) in parts.enumerate() {
             let is_kernel = matches!(part, Part::Whole(Section::Kernel));
             let cached = match (&opts.member_cache, member_key(inputs, part, opts)) {
@@ -466,12 +466,20 @@ fn member_key(inputs: &Inputs<'_>, part: Part<'_>, opts: &InitrdOptions) -> Opti
             let image = &inputs.spec.init[*i];
             h.update(format!("init {image}\n"));
             h.update(digest_of(image)?);
+            // The last init member carries the merged apk database.
+            if *i + 1 == inputs.spec.init.len() && *i > 0 {
+                for other in &inputs.spec.init {
+                    h.update(format!("apk-db {other} {}\n", digest_of(other)?));
+                }
+            }
         }
         Part::Whole(Section::Volume(i)) => {
             let volume = &inputs.spec.volumes[*i];
             h.update(format!("volume {i} {volume:?}\n"));
             if let Some(image) = volume.image.as_deref().filter(|s| !s.is_empty()) {
                 h.update(digest_of(image)?);
+                // An OCI-layout volume copies the whole index.
+                h.update(inputs.images.get(image)?.root.digest.to_string());
             }
         }
         // Containers go into the initrd as their two parts.

@@ -1,15 +1,19 @@
 //! Writing each planned section of the root filesystem into a sink, laid out
 //! exactly as linuxkit lays it out (reference Part B).
 
+use std::collections::BTreeMap;
 use std::io;
+use std::sync::Mutex;
 
 use kiln_shared::reference::expand;
 use kiln_shared::Spec;
 
+use super::apkdb;
 use super::cancel::{Cancel, CancelSink};
 use super::files::{self, SourceRoots};
 use super::kernel::KernelPicker;
 use super::metadata;
+use super::ocivolume;
 use super::plan::{ContainerPlan, Images, Section};
 use crate::engine::flatten::{self, FlattenOptions, LayerSource, Role};
 use crate::engine::fs::{Entry, Kind, Sink, LINUXKIT_EPOCH};
@@ -24,6 +28,8 @@ pub struct Inputs<'a> {
     pub roots: SourceRoots<'a>,
     pub flatten: FlattenOptions,
     pub cancel: Cancel,
+    /// Each init image's apk database, as captured while it was written.
+    pub apk_dbs: Mutex<BTreeMap<usize, Option<Vec<u8>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +111,7 @@ fn write_section_unguarded(
 ) -> Result<(), RootfsError> {
     match section {
         Section::Kernel => kernel(inputs, sink),
-        Section::Init(i) => {
-            let image = &inputs.spec.init[*i];
-            extract(inputs, image, Role::Init, "", &section.location(), sink)
-        }
+        Section::Init(i) => init(inputs, *i, sink),
         Section::Volume(i) => volume(inputs, *i, sink),
         Section::Container(plan) => {
             container_root(inputs, plan, sink)?;
@@ -160,6 +163,55 @@ fn extract(
         sink,
     )?;
     Ok(())
+}
+
+/// An init image; after the last one, the merged apk database (B.4).
+fn init(inputs: &Inputs<'_>, index: usize, sink: &mut dyn Sink) -> Result<(), RootfsError> {
+    let image = &inputs.spec.init[index];
+    let location = format!("init[{index}]");
+    let mut capture = apkdb::Capture::new(sink);
+    extract(inputs, image, Role::Init, "", &location, &mut capture)?;
+    let db = capture.db.take();
+    lock(&inputs.apk_dbs).insert(index, db);
+    let last = inputs.spec.init.len() - 1;
+    if index != last || last == 0 {
+        return Ok(());
+    }
+    let mut dbs = Vec::new();
+    for (i, image) in inputs.spec.init.iter().enumerate() {
+        let known = lock(&inputs.apk_dbs).get(&i).cloned();
+        let db = match known {
+            Some(db) => db,
+            // Not written in this build (its initrd member was cached):
+            // read the image again for its database only.
+            None => {
+                let mut only = apkdb::Capture::only();
+                extract(
+                    inputs,
+                    image,
+                    Role::Init,
+                    "",
+                    &format!("init[{i}]"),
+                    &mut only,
+                )?;
+                lock(&inputs.apk_dbs).insert(i, only.db.clone());
+                only.db
+            }
+        };
+        dbs.extend(db);
+    }
+    if let Some((entry, data)) = apkdb::merged(&dbs) {
+        sink.add(&entry, &mut data.as_slice())
+            .map_err(|error| RootfsError::Write {
+                location: "init".into(),
+                error,
+            })?;
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn kernel(inputs: &Inputs<'_>, sink: &mut dyn Sink) -> Result<(), RootfsError> {
@@ -230,11 +282,23 @@ fn volume(inputs: &Inputs<'_>, index: usize, sink: &mut dyn Sink) -> Result<(), 
     };
     let image = volume.image.clone().filter(|i| !i.is_empty());
     match (&image, volume.format) {
-        (Some(_), Some(kiln_shared::model::VolumeFormat::Oci)) => {
-            return Err(RootfsError::Volume {
-                name,
-                message: "`format: oci` volumes are not supported by kiln yet".into(),
-            })
+        (Some(image), Some(kiln_shared::model::VolumeFormat::Oci)) => {
+            let oci_err = |e: ocivolume::OciVolumeError| RootfsError::Volume {
+                name: name.clone(),
+                message: e.to_string(),
+            };
+            let resolved = inputs
+                .images
+                .get(image)
+                .ok_or_else(|| RootfsError::Unresolved(image.clone()))?;
+            let wanted = ocivolume::platforms(volume.platforms.as_deref().unwrap_or_default())
+                .map_err(oci_err)?;
+            let selection =
+                ocivolume::select(inputs.store, image, resolved, &wanted).map_err(oci_err)?;
+            let lower = format!("{base}/lower");
+            prefix_dirs(&lower, &expand(image), &location, sink).map_err(write)?;
+            ocivolume::write(inputs.store, image, &selection, &lower, &location, sink)
+                .map_err(oci_err)?;
         }
         (Some(image), _) => {
             let source = image.clone();
