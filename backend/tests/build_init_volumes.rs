@@ -75,6 +75,7 @@ fn try_build(
         flatten: FlattenOptions::default(),
         cancel: Default::default(),
         boot: BootOptions::default(),
+        sbom: false,
     };
     build::write_outputs(&req, store, &images)
         .map(drop)
