@@ -20,10 +20,9 @@ use kiln_backend::engine::sbom::{self, SbomOptions};
 use kiln_backend::engine::store::{self, Platform, Store};
 use kiln_shared::{Source, Spec};
 use kiln_signer::bundle::Bundle;
-use kiln_signer::daemon::SocketSigner;
 use kiln_signer::dsse::INTOTO_PAYLOAD_TYPE;
 use kiln_signer::policy::TrustPolicy;
-use kiln_signer::{InProcessSigner, Password, PrivateKey, Signer};
+use kiln_signer::Signer;
 use sha2::{Digest as _, Sha256};
 
 use super::cache::config::{registry_config, FileConfig, Flags};
@@ -356,20 +355,8 @@ fn run_build(args: Args) -> Result<(), Failure> {
 /// The signer for the provenance, opened before building so that a bad key
 /// or an absent daemon fails fast.
 fn provenance_signer(args: &Args) -> Result<Option<Box<dyn Signer>>, Failure> {
-    match (&args.sign_key, &args.signer_socket) {
-        (Some(path), _) => {
-            let key = PrivateKey::load(path, || {
-                Password::from_env_or_prompt(&format!("Password for {}: ", path.display()), false)
-            })
-            .map_err(usage)?;
-            Ok(Some(Box::new(InProcessSigner::new(key))))
-        }
-        (None, Some(socket)) => Ok(Some(Box::new(
-            SocketSigner::connect(socket)
-                .map_err(|e| usage(format!("signer daemon {}: {e}", socket.display())))?,
-        ))),
-        (None, None) => Ok(None),
-    }
+    super::signer::signer_from(args.sign_key.as_deref(), args.signer_socket.as_deref())
+        .map_err(usage)
 }
 
 /// Writes the TPM measurement manifest (signed, with a signer) beside each

@@ -8,9 +8,8 @@ use kiln_backend::engine::build;
 use kiln_backend::engine::publish::{self, Output, Release};
 use kiln_backend::engine::reference::Reference;
 use kiln_signer::bundle::Bundle;
-use kiln_signer::daemon::SocketSigner;
 use kiln_signer::dsse::{Statement, INTOTO_PAYLOAD_TYPE};
-use kiln_signer::{InProcessSigner, Password, PrivateKey, Signer};
+use kiln_signer::Signer;
 
 use super::exit;
 use super::verify::{runtime, RegistryArgs};
@@ -67,19 +66,9 @@ fn failed(e: impl std::fmt::Display) -> Failure {
 
 fn run_publish(args: &Args) -> Result<(), Failure> {
     let target = Reference::parse(&args.to).map_err(|e| usage(format!("--to {}: {e}", args.to)))?;
-    let signer: Box<dyn Signer> = match (&args.key, &args.signer_socket) {
-        (Some(path), _) => Box::new(InProcessSigner::new(
-            PrivateKey::load(path, || {
-                Password::from_env_or_prompt(&format!("Password for {}: ", path.display()), false)
-            })
-            .map_err(usage)?,
-        )),
-        (None, Some(socket)) => Box::new(
-            SocketSigner::connect(socket)
-                .map_err(|e| usage(format!("signer daemon {}: {e}", socket.display())))?,
-        ),
-        (None, None) => return Err(usage("give --key or --signer-socket")),
-    };
+    let signer = super::signer::signer_from(args.key.as_deref(), args.signer_socket.as_deref())
+        .map_err(usage)?
+        .ok_or_else(|| usage("give --key or --signer-socket"))?;
     let release = read_build(&args.dir, args.name.as_deref(), signer.as_ref())?;
     let config = args.registry.config().map_err(usage)?;
     let published = runtime()

@@ -242,10 +242,27 @@ fn serve(socket: &Path, key_path: &Path) -> Result<u8, Failure> {
 }
 
 fn open_signer(source: &SignerSource) -> Result<Box<dyn Signer>, Failure> {
-    match (&source.key, &source.signer_socket) {
-        (Some(key), _) => Ok(Box::new(InProcessSigner::new(load_key(key)?))),
-        (None, Some(socket)) => Ok(Box::new(SocketSigner::connect(socket).map_err(usage)?)),
-        (None, None) => Err(usage("give --key or --signer-socket")),
+    signer_from(source.key.as_deref(), source.signer_socket.as_deref())
+        .map_err(usage)?
+        .ok_or_else(|| usage("give --key or --signer-socket"))
+}
+
+/// The signer a command was given: a key file (its password asked for
+/// when encrypted) or the signer daemon's socket; `None` for neither.
+pub(crate) fn signer_from(
+    key: Option<&Path>,
+    socket: Option<&Path>,
+) -> Result<Option<Box<dyn Signer>>, String> {
+    match (key, socket) {
+        (Some(path), _) => {
+            let key = load_key(path).map_err(|(_, message)| message)?;
+            Ok(Some(Box::new(InProcessSigner::new(key))))
+        }
+        (None, Some(socket)) => Ok(Some(Box::new(
+            SocketSigner::connect(socket)
+                .map_err(|e| format!("signer daemon {}: {e}", socket.display()))?,
+        ))),
+        (None, None) => Ok(None),
     }
 }
 

@@ -145,7 +145,9 @@ async fn fetch_one(
     }))
 }
 
-fn is_not_found(e: &OciDistributionError) -> bool {
+/// Whether a registry error means "there is none" (manifest, blob or
+/// repository unknown).
+pub(crate) fn is_not_found(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::ServerError { code, .. } => *code == 404,

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use futures_util::stream;
 use kiln_signer::verify::signature_manifest;
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::RegistryOperation;
 use reqwest::header::HeaderValue;
@@ -19,6 +19,7 @@ use tokio::io::AsyncReadExt;
 use super::media;
 use crate::engine::reference::Reference;
 use crate::engine::registry::{oci_auth, Access, RegistryConfig};
+use crate::engine::trust::is_not_found;
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -299,19 +300,5 @@ impl Repository {
                 .map_err(|e| format!("blob {digest}: {e}"))?;
         }
         Ok((format!("sha256:{}", hex::encode(hasher.finalize())), total))
-    }
-}
-
-fn is_not_found(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|err| {
-            matches!(
-                err.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NotFound | OciErrorCode::NameUnknown
-            )
-        }),
-        _ => false,
     }
 }
