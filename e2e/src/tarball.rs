@@ -21,6 +21,19 @@ pub enum Node {
     File { mode: u32, data: Vec<u8> },
     /// A symbolic link to `target` (stored verbatim).
     Symlink { target: String },
+    /// A hard link to the earlier entry `target`.
+    Hardlink { target: String },
+    /// A character device.
+    Char { mode: u32, major: u32, minor: u32 },
+    /// A named pipe.
+    Fifo { mode: u32 },
+    /// A regular file with its own owner.
+    Owned {
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        data: Vec<u8>,
+    },
 }
 
 /// How entry names are spelled in the tar.
@@ -162,10 +175,23 @@ fn append(
     let short = &name[..name.len().min(100)];
     let (kind, mode, data, link): (_, u32, &[u8], &str) = match node {
         Node::Dir { mode } => (tar::EntryType::Directory, *mode, &[], ""),
-        Node::File { mode, data } => (tar::EntryType::Regular, *mode, data, ""),
+        Node::File { mode, data } | Node::Owned { mode, data, .. } => {
+            (tar::EntryType::Regular, *mode, data, "")
+        }
         Node::Symlink { target } => (tar::EntryType::Symlink, 0o777, &[], target),
+        Node::Hardlink { target } => (tar::EntryType::Link, 0o644, &[], target),
+        Node::Char { mode, .. } => (tar::EntryType::Char, *mode, &[], ""),
+        Node::Fifo { mode } => (tar::EntryType::Fifo, *mode, &[], ""),
     };
     let mut header = fixed_header(kind, mode, mtime);
+    if let Node::Char { major, minor, .. } = node {
+        header.set_device_major(*major)?;
+        header.set_device_minor(*minor)?;
+    }
+    if let Node::Owned { uid, gid, .. } = node {
+        header.set_uid(*uid);
+        header.set_gid(*gid);
+    }
     set_raw(&mut header.as_old_mut().name, short)?;
     set_raw(&mut header.as_old_mut().linkname, link.as_bytes())?;
     header.set_size(data.len() as u64);

@@ -319,6 +319,12 @@ pub fn write_outputs(
                 written.push(out.initrd);
                 written.extend(out.cmdline);
             }
+            Format::KernelSquashfs => {
+                let out = output::write_kernel_squashfs(&inputs, &sections, req.dir, req.name)?;
+                written.extend(out.kernel);
+                written.extend(out.cmdline);
+                written.push(out.image);
+            }
             Format::TarKernelInitrd => {
                 let path = format.outputs(req.dir, req.name).remove(0);
                 tar_kernel_initrd(&inputs, &sections, &req.initrd, req.dir, req.name, &path)?;

@@ -19,6 +19,7 @@ use super::plan::Section;
 use super::rootfs::{self, Inputs, Part, RootfsError};
 use crate::engine::formats::cpio::CpioSink;
 use crate::engine::formats::pargz::{ParallelGz, DEFAULT_CHUNK};
+use crate::engine::formats::squashfs::{SquashfsError, SquashfsSink};
 use crate::engine::formats::tar::TarSink;
 use crate::engine::fs::{Entry, Kind, Sink, LINUXKIT_EPOCH};
 
@@ -56,6 +57,8 @@ pub enum OutputError {
     Rootfs(#[from] RootfsError),
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: io::Error },
+    #[error("{path}: {error}")]
+    Squashfs { path: PathBuf, error: SquashfsError },
 }
 
 fn io_at(path: &Path) -> impl Fn(io::Error) -> OutputError + '_ {
@@ -271,6 +274,66 @@ pub fn write_kernel_initrd(
     })();
     let _ = fs::remove_dir_all(&scratch);
     result
+}
+
+/// What `kernel+squashfs` wrote.
+#[derive(Debug)]
+pub struct KernelSquashfs {
+    pub kernel: Option<PathBuf>,
+    pub cmdline: Option<PathBuf>,
+    pub image: PathBuf,
+}
+
+/// Writes `<dir>/<name>-kernel`, `-cmdline` (each only when non-empty) and
+/// `-squashfs.img`, the root filesystem without `boot/*`.
+pub fn write_kernel_squashfs(
+    inputs: &Inputs<'_>,
+    sections: &[Section],
+    dir: &Path,
+    name: &str,
+) -> Result<KernelSquashfs, OutputError> {
+    let kernel_path = dir.join(format!("{name}-kernel"));
+    let cmdline_path = dir.join(format!("{name}-cmdline"));
+    let image = dir.join(format!("{name}-squashfs.img"));
+    let spool = unique_tmp(&dir.join(format!(".{name}-squashfs-spool")));
+    let epoch = LINUXKIT_EPOCH as u32;
+    let mut boot = BootFiles::default();
+    let mut split = BootSplit {
+        inner: SquashfsSink::new(&spool, epoch).map_err(io_at(&spool))?,
+        boot: &mut boot,
+        kernel_path: &kernel_path,
+    };
+    for section in sections {
+        rootfs::write_section(inputs, section, &mut split)?;
+    }
+    let sink = split.inner;
+    let tmp = unique_tmp(&image);
+    let written = File::create(&tmp)
+        .map_err(io_at(&tmp))
+        .and_then(|f| {
+            sink.finish(epoch, BufWriter::new(f))
+                .map_err(|error| OutputError::Squashfs {
+                    path: image.clone(),
+                    error,
+                })
+        })
+        .and_then(|mut w| w.flush().map_err(io_at(&tmp)))
+        .and_then(|()| fs::rename(&tmp, &image).map_err(io_at(&image)));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let cmdline = if boot.cmdline.is_empty() {
+        None
+    } else {
+        fs::write(&cmdline_path, &boot.cmdline).map_err(io_at(&cmdline_path))?;
+        Some(cmdline_path)
+    };
+    Ok(KernelSquashfs {
+        kernel: boot.kernel,
+        cmdline,
+        image,
+    })
 }
 
 /// Writes the microcode and the members one after the other into `path`,

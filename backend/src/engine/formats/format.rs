@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Format {
     KernelInitrd,
+    KernelSquashfs,
     Tar,
     TarKernelInitrd,
     Docker,
@@ -31,7 +32,6 @@ const LINUXKIT_ONLY: &[&str] = &[
     "iso-efi-initrd",
     "kernel+erofs",
     "kernel+iso",
-    "kernel+squashfs",
     "qcow2-bios",
     "rpi3",
 ];
@@ -49,12 +49,13 @@ pub enum FormatError {
 }
 
 impl Format {
-    pub const ALL: [Format; 14] = [
+    pub const ALL: [Format; 15] = [
         Format::Docker,
         Format::DynamicVhd,
         Format::IsoBios,
         Format::IsoEfi,
         Format::KernelInitrd,
+        Format::KernelSquashfs,
         Format::Oci,
         Format::Qcow2Efi,
         Format::RawBios,
@@ -69,6 +70,7 @@ impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::KernelInitrd => "kernel+initrd",
+            Format::KernelSquashfs => "kernel+squashfs",
             Format::Tar => "tar",
             Format::TarKernelInitrd => "tar-kernel-initrd",
             Format::Docker => "docker",
@@ -89,6 +91,7 @@ impl Format {
     pub fn description(self) -> &'static str {
         match self {
             Format::KernelInitrd => "the kernel, a gzip'd cpio initrd of the root filesystem and the command line",
+            Format::KernelSquashfs => "the kernel, the command line and the root filesystem without boot/* as a gzip squashfs (<name>-squashfs.img)",
             Format::Tar => "the root filesystem as one tar (streamable with -o)",
             Format::TarKernelInitrd => "a tar of the kernel, initrd and command line",
             Format::Docker => "the tar with a Dockerfile, for `docker import` (streamable with -o)",
@@ -187,6 +190,9 @@ impl Format {
         let file = |suffix: &str| dir.join(format!("{name}{suffix}"));
         match self {
             Format::KernelInitrd => vec![file("-kernel"), file("-initrd.img"), file("-cmdline")],
+            Format::KernelSquashfs => {
+                vec![file("-kernel"), file("-cmdline"), file("-squashfs.img")]
+            }
             Format::Tar => vec![file(".tar")],
             Format::TarKernelInitrd => vec![file("-initrd.tar")],
             Format::Docker => vec![file(".docker")],

@@ -4,4 +4,5 @@ pub mod cpio;
 pub mod format;
 pub mod gzip;
 pub mod pargz;
+pub mod squashfs;
 pub mod tar;
