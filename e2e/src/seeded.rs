@@ -83,6 +83,19 @@ impl Seeded {
         })
     }
 
+    /// Pushes `fixture` as `repo` too (an image outside the fixture set,
+    /// such as a boot loader), signed as `signer` says.
+    pub fn push(&mut self, fixture: &Fixture, repo: &str, signer: Signer) -> anyhow::Result<()> {
+        let key = match signer {
+            Signer::Trusted => Some(&self.trusted_key),
+            Signer::Rogue => Some(&self.rogue_key),
+            Signer::Nobody => None,
+        };
+        let pushed = push(&self.registry, fixture, repo, signer, key)?;
+        self.images.push(pushed);
+        Ok(())
+    }
+
     /// The pushed image in `repo`.
     pub fn image(&self, repo: &str) -> Option<&Pushed> {
         self.images.iter().find(|i| i.repo == repo)

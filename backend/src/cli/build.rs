@@ -8,7 +8,7 @@ use std::time::Instant;
 use kiln_backend::engine::boot;
 use kiln_backend::engine::build::output::{self, InitrdOptions};
 use kiln_backend::engine::build::plan::Images;
-use kiln_backend::engine::build::trust::TrustRecord;
+use kiln_backend::engine::build::trust::{BootLoader, TrustRecord};
 use kiln_backend::engine::build::{
     self, metadata, Artifact, BootOptions, BuildError, BuildRequest, ImageSource,
 };
@@ -228,10 +228,15 @@ fn run_build(args: Args) -> Result<(), Failure> {
         ImageSource::Registry { config, .. } => Some(config.as_ref()),
         ImageSource::Offline => None,
     };
+    let loaders: Vec<BootLoader<'_>> = [("efi-stub", &efi_stub), ("bios-loader", &bios_loader)]
+        .into_iter()
+        .filter_map(|(role, l)| l.as_ref().map(|image| BootLoader { role, image }))
+        .collect();
     let trust = runtime
         .block_on(build::trust::enforce(
             &spec,
             &images,
+            &loaders,
             &policy,
             registry,
             args.disable_content_trust,

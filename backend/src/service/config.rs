@@ -49,6 +49,13 @@ pub struct Config {
     /// Sign every team's releases through the signer daemon on this socket
     /// instead of with the per-team keys under `home/keys`.
     pub signer_socket: Option<PathBuf>,
+    /// Image holding the systemd EFI stub the UKI formats (uki, raw-efi,
+    /// qcow2-efi, iso-efi, vhd, vmdk...) are built on; named as `kiln
+    /// build`'s `[build] efi_stub`.
+    pub efi_stub: Option<String>,
+    /// Image holding ISOLINUX for iso-bios and raw-bios; as `[build]
+    /// bios_loader`.
+    pub bios_loader: Option<String>,
 }
 
 impl Default for Config {
@@ -72,6 +79,8 @@ impl Default for Config {
             tls_key: None,
             trust_policy: None,
             signer_socket: None,
+            efi_stub: None,
+            bios_loader: None,
         }
     }
 }
@@ -95,6 +104,8 @@ const KEYS: &[&str] = &[
     "tls_key",
     "trust_policy",
     "signer_socket",
+    "efi_stub",
+    "bios_loader",
 ];
 
 impl Config {
@@ -206,6 +217,24 @@ mod tests {
         assert_eq!(c.workers, 3);
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.insecure_registries, ["a:5000", "b"]);
+        assert_eq!(c.efi_stub, None);
+    }
+
+    #[test]
+    fn boot_loader_images_come_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("serve.toml");
+        std::fs::write(
+            &file,
+            "efi_stub = \"reg:5000/boot/stub:1\"\nbios_loader = \"reg:5000/boot/syslinux:6\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(c.efi_stub.as_deref(), Some("reg:5000/boot/stub:1"));
+        assert_eq!(c.bios_loader.as_deref(), Some("reg:5000/boot/syslinux:6"));
+        let c = Config::load(Some(&file), env(&[("KILN_EFI_STUB", "other/stub:2")])).unwrap();
+        assert_eq!(c.efi_stub.as_deref(), Some("other/stub:2"));
+        assert_eq!(c.bios_loader.as_deref(), Some("reg:5000/boot/syslinux:6"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Content trust at build time: every image that must be signed (its org is
 //! in the spec's `trust.org`, it is in `trust.image`, or the policy requires
 //! it) is checked against the policy's keys before anything is assembled.
-//! Every failure is reported, not just the first.
+//! Every failure is reported, not just the first. Boot loader images (the
+//! EFI stub, ISOLINUX) go through the same plan: one from a trusted org
+//! must carry a valid signature like any image the spec names.
 
 use kiln_shared::Spec;
 use kiln_signer::policy::TrustPolicy;
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::Images;
 use super::{image_strings, BuildError};
+use crate::engine::boot::loader::LoaderImage;
 use crate::engine::reference::Reference;
 use crate::engine::registry::RegistryConfig;
 use crate::engine::trust::fetch_signatures;
@@ -21,8 +24,33 @@ use crate::engine::trust::fetch_signatures;
 pub struct TrustRecord {
     /// `--disable-content-trust` was used (and the policy permitted it).
     pub disabled: bool,
-    /// One entry per image that had to verify, in the spec's order.
+    /// One entry per image that had to verify, in the spec's order, then
+    /// the boot loader images.
     pub verified: Vec<VerifiedSignature>,
+    /// The boot loader images the build used, whether or not they had to
+    /// verify.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_loaders: Vec<LoaderRecord>,
+}
+
+/// A boot loader image a build used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoaderRecord {
+    /// `efi-stub` or `bios-loader`.
+    pub role: String,
+    /// The image as configured.
+    pub image: String,
+    /// The manifest (or index) digest it resolved to.
+    pub digest: String,
+    /// Its signature had to verify (and did: it is in `verified`).
+    pub verified: bool,
+}
+
+/// A boot loader image and its role (`efi-stub`, `bios-loader`).
+#[derive(Debug, Clone, Copy)]
+pub struct BootLoader<'a> {
+    pub role: &'static str,
+    pub image: &'a LoaderImage,
 }
 
 impl TrustRecord {
@@ -44,11 +72,13 @@ impl TrustRecord {
     }
 }
 
-/// Verifies what the spec and policy demand unless `disable` asks to skip
-/// it, which only a policy with `allow_disable_content_trust` permits.
+/// Verifies what the spec and policy demand of the spec's images and the
+/// boot `loaders` unless `disable` asks to skip it, which only a policy
+/// with `allow_disable_content_trust` permits.
 pub async fn enforce(
     spec: &Spec,
     images: &Images,
+    loaders: &[BootLoader<'_>],
     policy: &TrustPolicy,
     config: Option<&RegistryConfig>,
     disable: bool,
@@ -60,12 +90,27 @@ pub async fn enforce(
         return Ok(TrustRecord {
             disabled: true,
             verified: Vec::new(),
+            boot_loaders: loader_records(loaders, &[]),
         });
     }
+    let verified = verify(spec, images, loaders, policy, config).await?;
     Ok(TrustRecord {
         disabled: false,
-        verified: verify(spec, images, policy, config).await?,
+        boot_loaders: loader_records(loaders, &verified),
+        verified,
     })
+}
+
+fn loader_records(loaders: &[BootLoader<'_>], verified: &[VerifiedSignature]) -> Vec<LoaderRecord> {
+    loaders
+        .iter()
+        .map(|l| LoaderRecord {
+            role: l.role.to_owned(),
+            image: l.image.name.clone(),
+            digest: l.image.image.root.digest.to_string(),
+            verified: verified.iter().any(|v| v.image == l.image.name),
+        })
+        .collect()
 }
 
 /// Verifies the signatures the spec and policy demand. `config` is `None`
@@ -73,10 +118,16 @@ pub async fn enforce(
 pub async fn verify(
     spec: &Spec,
     images: &Images,
+    loaders: &[BootLoader<'_>],
     policy: &TrustPolicy,
     config: Option<&RegistryConfig>,
 ) -> Result<Vec<VerifiedSignature>, BuildError> {
-    let strings = image_strings(spec);
+    let mut strings = image_strings(spec);
+    for l in loaders {
+        if !strings.contains(&l.image.name) {
+            strings.push(l.image.name.clone());
+        }
+    }
     let requirements = policy
         .plan(spec.trust.as_ref(), &strings)
         .map_err(|errors| BuildError::Untrusted(errors.iter().map(|e| e.to_string()).collect()))?;
@@ -94,7 +145,13 @@ pub async fn verify(
     let mut verified = Vec::new();
     let mut failures = Vec::new();
     for req in &requirements {
-        let Some(resolved) = images.get(&req.image) else {
+        let resolved = images.get(&req.image).or_else(|| {
+            loaders
+                .iter()
+                .find(|l| l.image.name == req.image)
+                .map(|l| &l.image.image)
+        });
+        let Some(resolved) = resolved else {
             failures.push(format!("{}: not resolved", req.image));
             continue;
         };

@@ -93,13 +93,33 @@ pub struct VerifiedImage {
     pub trust_root: String,
 }
 
+/// A boot loader image a build used (the server's `efi_stub` or
+/// `bios_loader`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BootLoaderImage {
+    /// `efi-stub` or `bios-loader`.
+    #[schema(pattern = "^(efi-stub|bios-loader)$")]
+    pub role: String,
+    /// The image as the server's configuration names it.
+    pub image: String,
+    /// The manifest (or index) digest it resolved to.
+    pub digest: String,
+    /// Its signature had to verify under the trust policies, and did (it
+    /// is also in `verified`).
+    pub verified: bool,
+}
+
 /// What content trust did for a build, once its images were checked.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ContentTrust {
     /// Verification was switched off with `disable_content_trust`.
     pub disabled: bool,
-    /// Every image that had to verify, with the signature that did.
+    /// Every image that had to verify, with the signature that did: the
+    /// spec's, then the boot loader images.
     pub verified: Vec<VerifiedImage>,
+    /// The boot loader images of bootable formats.
+    #[serde(default)]
+    pub boot_loaders: Vec<BootLoaderImage>,
 }
 
 /// A build and, once it succeeded, its artifacts.
@@ -265,7 +285,7 @@ fn valid_name(name: &str) -> bool {
     request_body = SubmitBuild,
     responses(
         (status = 202, description = "Queued", body = Build),
-        (status = 400, description = "Bad formats, name, arch or team", body = ErrorBody),
+        (status = 400, description = "Bad formats, name, arch or team, or a bootable format the server has no boot loader image for", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "The role cannot build", body = ErrorBody),
         (status = 404, description = "No such team", body = ErrorBody),
@@ -300,11 +320,10 @@ pub async fn submit(
     }
     jobs::service_spec(&req.spec)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported-spec", e))?;
-    let formats: Vec<String> = Format::parse_list(&req.formats, false)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?
-        .iter()
-        .map(|f| f.name().to_owned())
-        .collect();
+    let parsed = Format::parse_list(&req.formats, false)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    jobs::boot_loader_names(&app.cfg, &parsed).map_err(ApiError::bad_request)?;
+    let formats: Vec<String> = parsed.iter().map(|f| f.name().to_owned()).collect();
     let name = req.name.clone().unwrap_or_else(|| "kiln".to_owned());
     if !valid_name(&name) {
         return Err(ApiError::bad_request(

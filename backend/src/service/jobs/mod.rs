@@ -28,6 +28,7 @@ use self::metrics::Metrics;
 use super::{db, trust, AppState};
 use crate::engine::build::cancel::Cancel;
 use crate::engine::build::output::InitrdOptions;
+use crate::engine::build::trust::BootLoader;
 use crate::engine::build::{self, BuildRequest, ImageSource};
 use crate::engine::flatten::FlattenOptions;
 use crate::engine::formats::format::Format;
@@ -473,12 +474,14 @@ async fn check_trust(
     job: &Job,
     spec: &Spec,
     images: &crate::engine::build::plan::Images,
+    loaders: &[BootLoader<'_>],
     registry: &RegistryConfig,
 ) -> Result<(), String> {
     let policy = team_trust_policy(app, &job.team).await?;
     let record = build::trust::enforce(
         spec,
         images,
+        loaders,
         &policy,
         Some(registry),
         job.disable_content_trust,
@@ -518,7 +521,11 @@ async fn check_trust(
             })
         })
         .collect();
-    let stored = json!({ "disabled": record.disabled, "verified": verified });
+    let stored = json!({
+        "disabled": record.disabled,
+        "verified": verified,
+        "boot_loaders": record.boot_loaders,
+    });
     sqlx::query("UPDATE builds SET content_trust = ? WHERE id = ?")
         .bind(stored.to_string())
         .bind(&job.id)
@@ -612,8 +619,19 @@ async fn run(app: &AppState, job: &Job) -> Result<Vec<Output>, String> {
     let images = build::resolve_images(&spec, &platform, &app.store, &source)
         .await
         .map_err(|e| e.to_string())?;
-    check_trust(app, job, &spec, &images, &registry).await?;
-    let mut pinned: Vec<(String, String)> = Vec::new();
+    let boot = resolve_boot_loaders(app, job, &formats, &platform, &source).await?;
+    let loaders: Vec<BootLoader<'_>> = [
+        ("efi-stub", &boot.efi_stub),
+        ("bios-loader", &boot.bios_loader),
+    ]
+    .into_iter()
+    .filter_map(|(role, l)| l.as_ref().map(|image| BootLoader { role, image }))
+    .collect();
+    check_trust(app, job, &spec, &images, &loaders, &registry).await?;
+    let mut pinned: Vec<(String, String)> = loaders
+        .iter()
+        .map(|l| (l.role.to_owned(), l.image.image.root.digest.to_string()))
+        .collect();
     for (s, hit) in strings.iter().zip(&hits) {
         if let Some(img) = images.get(s) {
             pinned.push((s.clone(), img.manifest.digest.to_string()));
@@ -635,9 +653,14 @@ async fn run(app: &AppState, job: &Job) -> Result<Vec<Output>, String> {
     pinned.sort();
     record_images(app, &job.id, &images).await?;
 
+    let signer = measurement_signer(app, job, &formats).await?;
     let key = {
         let mut h = Sha256::new();
         h.update(job.spec_digest.as_bytes());
+        // Signed manifests differ per team key: no sharing across teams.
+        if signer.is_some() {
+            h.update(job.team.as_bytes());
+        }
         h.update(serde_json::to_vec(&(&job.formats, &job.name, &job.arch, &pinned)).unwrap());
         hex::encode(h.finalize())
     };
@@ -667,7 +690,21 @@ async fn run(app: &AppState, job: &Job) -> Result<Vec<Output>, String> {
     let cancel = flight.cancel.clone();
     let result = flight
         .result
-        .get_or_init(|| write(app, job, spec, formats, platform, images, cancel))
+        .get_or_init(|| {
+            write(
+                app,
+                job,
+                spec,
+                formats,
+                platform,
+                Resolved {
+                    images,
+                    boot,
+                    signer,
+                },
+                cancel,
+            )
+        })
         .await
         .clone();
     drop(waiting);
@@ -682,8 +719,113 @@ async fn run(app: &AppState, job: &Job) -> Result<Vec<Output>, String> {
     Ok(outputs)
 }
 
+/// The boot loader images the server's configuration names for the
+/// formats that need them; an error names the setting that is missing.
+pub fn boot_loader_names(
+    cfg: &super::config::Config,
+    formats: &[Format],
+) -> Result<(Option<String>, Option<String>), String> {
+    let mut names = (None, None);
+    if let Some(f) = formats.iter().find(|f| f.needs_efi_stub()) {
+        names.0 = Some(cfg.efi_stub.clone().ok_or_else(|| {
+            format!(
+                "format `{}` needs a systemd EFI stub image, and the server has none configured (`efi_stub` in serve.toml or KILN_EFI_STUB)",
+                f.name()
+            )
+        })?);
+    }
+    if let Some(f) = formats.iter().find(|f| f.needs_bios_loader()) {
+        names.1 = Some(cfg.bios_loader.clone().ok_or_else(|| {
+            format!(
+                "format `{}` needs an ISOLINUX image, and the server has none configured (`bios_loader` in serve.toml or KILN_BIOS_LOADER)",
+                f.name()
+            )
+        })?);
+    }
+    Ok(names)
+}
+
+/// Resolves (pulling when needed) the boot loader images of the build's
+/// formats, as the spec's images are.
+async fn resolve_boot_loaders(
+    app: &AppState,
+    job: &Job,
+    formats: &[Format],
+    platform: &Platform,
+    source: &ImageSource,
+) -> Result<build::BootOptions, String> {
+    let (efi, bios) = boot_loader_names(&app.cfg, formats)?;
+    let mut boot = build::BootOptions::default();
+    for (role, name, slot) in [
+        ("EFI stub", efi, &mut boot.efi_stub),
+        ("BIOS loader", bios, &mut boot.bios_loader),
+    ] {
+        let Some(name) = name else { continue };
+        let loader = build::disk::resolve_loader(&name, platform, &app.store, source)
+            .await
+            .map_err(|e| format!("the {role} image: {e}"))?;
+        log(
+            app,
+            &job.id,
+            format!("{role} image {name} is {}", loader.image.root.digest),
+        )
+        .await;
+        *slot = Some(loader);
+    }
+    Ok(boot)
+}
+
 fn platform_name(p: &Platform) -> String {
     format!("{}/{}", p.os, p.architecture)
+}
+
+/// The images a build's write uses.
+struct Resolved {
+    images: crate::engine::build::plan::Images,
+    boot: build::BootOptions,
+    /// Signs the measurement manifests.
+    signer: Option<Arc<dyn kiln_signer::Signer>>,
+}
+
+/// The team's signer when the build writes measurement manifests (`uki`,
+/// `raw-efi`): they are signed as `NAME-measurements.json.dsse` with the
+/// key releases are signed with.
+async fn measurement_signer(
+    app: &AppState,
+    job: &Job,
+    formats: &[Format],
+) -> Result<Option<Arc<dyn kiln_signer::Signer>>, String> {
+    let measured = crate::engine::measure::output::measured_outputs(formats, Path::new(""), "");
+    if measured.is_empty() {
+        return Ok(None);
+    }
+    let cfg = app.cfg.clone();
+    let team = job.team.clone();
+    let signer = tokio::task::spawn_blocking(move || super::keys::team_signer(&cfg, &team))
+        .await
+        .map_err(|e| format!("the key task failed: {e}"))?
+        .map_err(|e| format!("the team's signing key is not available: {e}"))?;
+    if signer.created {
+        db::audit(
+            &app.db,
+            None,
+            Some(&job.team),
+            "key.generate",
+            Some(signer.signer.public_key().fingerprint()),
+            json!({ "algorithm": "ecdsa-p256", "for": "measurement manifests" }),
+        )
+        .await;
+    }
+    log(
+        app,
+        &job.id,
+        format!(
+            "signing measurement manifests with the team's key {}",
+            signer.signer.public_key().fingerprint()
+        ),
+    )
+    .await;
+    Ok(Some(signer.signer))
 }
 
 /// Writes the formats into the work directory (on a blocking thread), then
@@ -694,9 +836,14 @@ async fn write(
     spec: Spec,
     formats: Vec<Format>,
     platform: Platform,
-    images: crate::engine::build::plan::Images,
+    resolved: Resolved,
     cancel: Arc<AtomicBool>,
 ) -> Result<Vec<Output>, String> {
+    let Resolved {
+        images,
+        boot,
+        signer,
+    } = resolved;
     let home = app.cfg.home.clone();
     let dir = work_dir(&home, &job.id);
     let store = app.store.clone();
@@ -718,7 +865,7 @@ async fn write(
                 },
                 flatten: FlattenOptions::default(),
                 cancel: Cancel::from_flag(cancel),
-                boot: build::BootOptions::default(),
+                boot,
                 sbom: true,
             };
             let mut artifacts =
@@ -729,8 +876,9 @@ async fn write(
                 banks: Vec::new(),
                 spec_digest: Some(format!("sha256:{spec_digest}")),
             };
-            for p in crate::engine::measure::output::measure_outputs(&paths, &opts, None)
-                .map_err(|e| e.to_string())?
+            for p in
+                crate::engine::measure::output::measure_outputs(&paths, &opts, signer.as_deref())
+                    .map_err(|e| e.to_string())?
             {
                 artifacts.push(build::artifact_of(&p).map_err(|e| e.to_string())?);
             }
