@@ -4,7 +4,9 @@
 //! `raw-efi` of the fixture spec are built, downloaded over HTTP and
 //! checked against their recorded sha256. A stub from a trusted org
 //! without a valid signature fails the build, naming it; a bootable format
-//! with no stub configured is refused at submission.
+//! with no stub configured is refused at submission. The build carries
+//! the measurement manifests, whose DSSE envelopes verify with the team's
+//! key (openssl) and fail after a one-byte change.
 
 mod cache_common;
 
@@ -16,6 +18,7 @@ use kiln_e2e::fixtures::boot::{self as boot_fixtures, BootFixtures};
 use kiln_e2e::fixtures::FixtureOptions;
 use kiln_e2e::seeded::{Seeded, Signer};
 use kiln_e2e::service::{hex_of, Service};
+use kiln_e2e::sign::openssl_verify;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -167,6 +170,7 @@ fn uki_and_raw_efi_build_with_the_configured_signed_stub() {
     for expected in ["boot.efi", "boot-efi.img"] {
         assert!(names.contains(&expected), "{expected}: {names:?}");
     }
+    let mut downloaded = std::collections::BTreeMap::new();
     for a in artifacts {
         let body = download(&svc, &token, a);
         if a["name"] == "boot.efi" {
@@ -175,7 +179,80 @@ fn uki_and_raw_efi_build_with_the_configured_signed_stub() {
         if a["name"] == "boot-efi.img" {
             assert_eq!(&body[512..520], b"EFI PART", "a GPT disk");
         }
+        downloaded.insert(a["name"].as_str().unwrap().to_owned(), body);
     }
+
+    // The manifests, in the build and signed with the team's key.
+    let keys = svc
+        .call("GET", "/api/v1/teams/default/keys", &token, None)
+        .unwrap()
+        .json();
+    let work = tempfile::tempdir().unwrap();
+    let team_pub = work.path().join("team.pub");
+    std::fs::write(&team_pub, keys["keys"][0]["pem"].as_str().unwrap()).unwrap();
+    let measurements = build["measurements"].as_array().unwrap();
+    let mut measured: Vec<&str> = measurements
+        .iter()
+        .map(|m| m["artifact"].as_str().unwrap())
+        .collect();
+    measured.sort();
+    assert_eq!(measured, ["boot-efi.img", "boot.efi"], "{build}");
+    for m in measurements {
+        let manifest = &downloaded[m["manifest"].as_str().unwrap()];
+        let document: Value = serde_json::from_slice(manifest).unwrap();
+        assert_eq!(m["document"], document);
+        let pcr11 = m["pcr11_sha256"].as_str().unwrap();
+        assert_eq!(document["systemdMeasure"]["sha256"][0]["pcr"], 11);
+        assert_eq!(document["systemdMeasure"]["sha256"][0]["hash"], pcr11);
+        assert_eq!(m["reference_model"], document["referenceModel"]["name"]);
+        let envelope_name = m["envelope"].as_str().unwrap();
+        assert_eq!(
+            envelope_name,
+            format!("{}.dsse", m["manifest"].as_str().unwrap())
+        );
+        assert_eq!(
+            m["envelope_url"],
+            format!("/api/v1/builds/{id}/artifacts/{envelope_name}").as_str()
+        );
+        let envelope: Value = serde_json::from_slice(&downloaded[envelope_name]).unwrap();
+        let payload_type = envelope["payloadType"].as_str().unwrap();
+        let payload = b64(envelope["payload"].as_str().unwrap());
+        assert_eq!(
+            &payload, manifest,
+            "the envelope signs the manifest's bytes"
+        );
+        let signature = b64(envelope["signatures"][0]["sig"].as_str().unwrap());
+        assert!(
+            openssl_verify(&team_pub, &pae(payload_type, &payload), &signature).unwrap(),
+            "{envelope_name} does not verify with the team key"
+        );
+        let mut changed = payload.clone();
+        let at = changed.len() / 2;
+        changed[at] ^= 1;
+        assert!(
+            !openssl_verify(&team_pub, &pae(payload_type, &changed), &signature).unwrap(),
+            "{envelope_name}: a one-byte change still verifies"
+        );
+    }
+}
+
+fn b64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+/// DSSE's pre-authentication encoding, which the signature covers.
+fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
 }
 
 #[test]

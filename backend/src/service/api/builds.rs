@@ -23,6 +23,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use super::validate::{check_spec_size, invalid_spec};
 use crate::engine::formats::format::Format;
+use crate::engine::measure::bank::Bank;
+use crate::engine::measure::manifest::Manifest;
 use crate::service::auth::{Caller, Role};
 use crate::service::db::{self, rfc3339};
 use crate::service::jobs;
@@ -122,6 +124,31 @@ pub struct ContentTrust {
     pub boot_loaders: Vec<BootLoaderImage>,
 }
 
+/// The TPM measurement manifest of one bootable artifact (`uki`,
+/// `raw-efi`), signed by the team's key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Measurements {
+    /// The bootable artifact the manifest predicts PCRs for.
+    pub artifact: String,
+    /// The manifest artifact (`STEM-measurements.json`).
+    pub manifest: String,
+    pub manifest_url: String,
+    /// Its DSSE envelope (`STEM-measurements.json.dsse`), signed with the
+    /// key of `GET /api/v1/teams/{team}/keys`.
+    pub envelope: Option<String>,
+    pub envelope_url: Option<String>,
+    /// The reference VM model PCRs 2–7 are predicted under.
+    pub reference_model: String,
+    /// The predicted PCR 11 (sha256 bank), lower-case hex: what
+    /// `systemd-measure calculate` gives for the UKI.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub pcr11_sha256: Option<String>,
+    /// The manifest itself (`docs/schemas/measurements.schema.json`): the
+    /// predicted PCRs per bank with their events.
+    #[schema(value_type = Object)]
+    pub document: serde_json::Value,
+}
+
 /// A build and, once it succeeded, its artifacts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Build {
@@ -146,6 +173,10 @@ pub struct Build {
     /// Present once the images' signatures were checked (or skipped).
     pub content_trust: Option<ContentTrust>,
     pub artifacts: Vec<ArtifactInfo>,
+    /// The measurement manifests of the bootable artifacts (only in `GET
+    /// /api/v1/builds/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<Vec<Measurements>>,
 }
 
 /// One server-sent event of a build's stream.
@@ -228,6 +259,7 @@ fn build_of(r: &SqliteRow) -> Build {
             .get::<Option<&str>, _>(14)
             .and_then(|t| serde_json::from_str(t).ok()),
         artifacts: Vec::new(),
+        measurements: None,
     }
 }
 
@@ -475,7 +507,46 @@ pub async fn get_build(
 ) -> Result<Json<Build>, ApiError> {
     let mut build = visible(&app, &caller, &id).await?;
     build.artifacts = artifact_rows(&app, &id).await?;
+    build.measurements = Some(measurements(&app, &build.artifacts).await?);
     Ok(Json(build))
+}
+
+/// The manifests among `artifacts`, read from the artifact store.
+async fn measurements(
+    app: &AppState,
+    artifacts: &[ArtifactInfo],
+) -> Result<Vec<Measurements>, ApiError> {
+    let mut out = Vec::new();
+    for a in artifacts {
+        if !a.name.ends_with("-measurements.json") {
+            continue;
+        }
+        let path = jobs::artifact_path(&app.cfg.home, &a.sha256);
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| ApiError::internal(format!("{}: {e}", a.name)))?;
+        let manifest =
+            Manifest::parse(&bytes).map_err(|e| ApiError::internal(format!("{}: {e}", a.name)))?;
+        let document = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::internal(format!("{}: {e}", a.name)))?;
+        let envelope = artifacts
+            .iter()
+            .find(|e| e.name == format!("{}.dsse", a.name));
+        out.push(Measurements {
+            artifact: manifest.artifact.name.clone(),
+            manifest: a.name.clone(),
+            manifest_url: a.url.clone(),
+            envelope: envelope.map(|e| e.name.clone()),
+            envelope_url: envelope.map(|e| e.url.clone()),
+            reference_model: manifest.reference_model.name.clone(),
+            pcr11_sha256: manifest
+                .pcr(11)
+                .and_then(|p| p.values.get(Bank::Sha256))
+                .map(hex::encode),
+            document,
+        });
+    }
+    Ok(out)
 }
 
 /// Cancel a build
