@@ -1,7 +1,8 @@
 //! The formats that carry the root filesystem as a filesystem image beside
-//! the kernel (`kernel+squashfs`): Debian's readers list the same tree as
-//! kiln's own `tar` output of the same build, file contents match, and two
-//! builds in different directories give identical bytes. The spec adds an
+//! the kernel (`kernel+squashfs`, `kernel+iso`): Debian's readers
+//! (unsquashfs, xorriso through Rock Ridge and Joliet) list the same tree
+//! as kiln's own `tar` output of the same build, file contents match, and
+//! two builds in different directories give identical bytes. The spec adds an
 //! init image with hard links, a device node, a fifo, a long name and a
 //! file owned by someone other than root.
 
@@ -22,7 +23,7 @@ use kiln_e2e::tarball::{Node, Tree};
 use kiln_e2e::tools;
 use sha2::{Digest, Sha256};
 
-const FORMATS: &str = "tar,kernel+squashfs";
+const FORMATS: &str = "tar,kernel+squashfs,kernel+iso";
 const NAME: &str = "rootfs";
 const LONG_DIR: &str = "opt/edge/a-directory-name-that-is-rather-long-0123456789";
 
@@ -328,7 +329,7 @@ fn both_builds_are_byte_identical() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let expected: Vec<String> = ["-cmdline", "-kernel", "-squashfs.img", ".tar"]
+    let expected: Vec<String> = ["-cmdline", "-kernel", "-squashfs.img", ".iso", ".tar"]
         .iter()
         .map(|s| format!("{NAME}{s}"))
         .collect();
@@ -405,5 +406,120 @@ fn unsquashfs_extracts_the_tar_contents() {
     for path in wanted {
         let got = std::fs::read(root.join(path)).unwrap();
         assert_eq!(sha(&got), sha(&contents[path]), "{path}");
+    }
+}
+
+/// `xorriso -find / -exec lsdl` of the ISO, read through `read_fs`
+/// (`any`: Rock Ridge; `norock`: Joliet), by path below the root.
+fn iso_tree(read_fs: &str) -> BTreeMap<String, Listed> {
+    let listing = stdout_of(
+        tool("xorriso", "xorriso")
+            .args(["-read_fs", read_fs, "-indev"])
+            .arg(output(".iso"))
+            .args(["-find", "/", "-exec", "lsdl"]),
+    );
+    let mut tree = BTreeMap::new();
+    for line in listing.lines() {
+        let Some(at) = line.find(" '/") else {
+            continue;
+        };
+        let fields: Vec<&str> = line[..at].split_whitespace().collect();
+        let rest = &line[at + 2..];
+        let (name, target) = match rest.split_once("' -> '") {
+            Some((n, t)) => (n, t.trim_end_matches('\'').to_owned()),
+            None => (rest.trim_end_matches('\''), String::new()),
+        };
+        let path = name.trim_start_matches('/').to_owned();
+        if path.is_empty() {
+            continue;
+        }
+        let mode = fields[0].to_owned();
+        let extra = match mode.chars().next() {
+            Some('l') => target,
+            Some('c' | 'b') => fields[4].to_owned(),
+            _ => String::new(),
+        };
+        tree.insert(
+            path,
+            Listed {
+                mode,
+                owner: format!("{}/{}", fields[2], fields[3]),
+                extra,
+            },
+        );
+    }
+    tree
+}
+
+#[test]
+fn xorriso_reads_the_tar_tree_through_rock_ridge() {
+    let (expected, _) = tar_tree();
+    let listed = iso_tree("any");
+    assert_eq!(listed["opt/edge/owned"].owner, "1000/100");
+    assert_eq!(listed["opt/edge/null"].extra, "1,3");
+    assert_eq!(listed["opt/edge/dangling"].extra, "../nowhere");
+    assert!(!listed.contains_key("boot/kernel"));
+    let only_tar: Vec<_> = expected
+        .keys()
+        .filter(|k| !listed.contains_key(*k))
+        .collect();
+    let only_iso: Vec<_> = listed
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    assert!(
+        only_tar.is_empty() && only_iso.is_empty(),
+        "only in tar: {only_tar:?}\nonly in the ISO: {only_iso:?}"
+    );
+    for (path, want) in &expected {
+        assert_eq!(&listed[path], want, "{path}");
+    }
+    let volume = stdout_of(
+        tool("xorriso", "xorriso")
+            .arg("-indev")
+            .arg(output(".iso"))
+            .args(["-pvd_info"]),
+    );
+    assert!(volume.contains("Volume Id    : LinuxKit"), "{volume}");
+}
+
+/// Joliet holds the same tree, names cut at 103 characters.
+#[test]
+fn xorriso_reads_the_same_names_through_joliet() {
+    let (expected, _) = tar_tree();
+    let cut = |p: &str| {
+        p.split('/')
+            .map(|c| c.chars().take(103).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let want: Vec<String> = expected.keys().map(|p| cut(p)).collect();
+    let got: Vec<String> = iso_tree("norock").into_keys().collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn xorriso_extracts_the_tar_contents() {
+    let (_, contents) = tar_tree();
+    let dir = tempfile::tempdir().unwrap();
+    let wanted = [
+        "opt/edge/a-original",
+        "opt/edge/hardlink",
+        "opt/edge/owned",
+        "opt/edge/big",
+        "bin/busybox",
+    ];
+    let mut cmd = tool("xorriso", "xorriso");
+    cmd.args(["-osirrox", "on", "-indev"]).arg(output(".iso"));
+    for (i, path) in wanted.iter().enumerate() {
+        cmd.arg("-extract")
+            .arg(format!("/{path}"))
+            .arg(dir.path().join(i.to_string()));
+    }
+    stdout_of(&mut cmd);
+    let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
+    for (i, path) in wanted.iter().enumerate() {
+        let got = std::fs::read(dir.path().join(i.to_string())).unwrap();
+        assert_eq!(sha(&got), sha(&contents[*path]), "{path}");
     }
 }

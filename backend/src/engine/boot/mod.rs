@@ -7,6 +7,7 @@
 pub mod fat;
 pub mod gpt;
 pub mod iso;
+pub mod isofs;
 pub mod loader;
 pub mod qcow2;
 pub mod sparse;

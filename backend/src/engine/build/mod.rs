@@ -319,8 +319,13 @@ pub fn write_outputs(
                 written.push(out.initrd);
                 written.extend(out.cmdline);
             }
-            Format::KernelSquashfs => {
-                let out = output::write_kernel_squashfs(&inputs, &sections, req.dir, req.name)?;
+            Format::KernelSquashfs | Format::KernelIso => {
+                let kind = if *format == Format::KernelIso {
+                    output::RootfsImage::Iso
+                } else {
+                    output::RootfsImage::Squashfs
+                };
+                let out = output::write_kernel_rootfs(&inputs, &sections, kind, req.dir, req.name)?;
                 written.extend(out.kernel);
                 written.extend(out.cmdline);
                 written.push(out.image);

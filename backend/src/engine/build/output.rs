@@ -17,9 +17,11 @@ use sha2::{Digest as _, Sha256};
 
 use super::plan::Section;
 use super::rootfs::{self, Inputs, Part, RootfsError};
+use crate::engine::boot::isofs::{self, IsoFsError};
 use crate::engine::formats::cpio::CpioSink;
 use crate::engine::formats::pargz::{ParallelGz, DEFAULT_CHUNK};
-use crate::engine::formats::squashfs::{SquashfsError, SquashfsSink};
+use crate::engine::formats::spool::{Meta, Spooled};
+use crate::engine::formats::squashfs::{self, SquashfsError};
 use crate::engine::formats::tar::TarSink;
 use crate::engine::fs::{Entry, Kind, Sink, LINUXKIT_EPOCH};
 
@@ -59,6 +61,8 @@ pub enum OutputError {
     Io { path: PathBuf, error: io::Error },
     #[error("{path}: {error}")]
     Squashfs { path: PathBuf, error: SquashfsError },
+    #[error("{path}: {error}")]
+    Iso { path: PathBuf, error: IsoFsError },
 }
 
 fn io_at(path: &Path) -> impl Fn(io::Error) -> OutputError + '_ {
@@ -276,64 +280,116 @@ pub fn write_kernel_initrd(
     result
 }
 
-/// What `kernel+squashfs` wrote.
+/// The filesystem image of `kernel+squashfs` and `kernel+iso`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootfsImage {
+    /// `<name>-squashfs.img`.
+    Squashfs,
+    /// `<name>.iso`: ISO 9660 with Rock Ridge and Joliet, label `LinuxKit`.
+    Iso,
+}
+
+/// What `kernel+squashfs` or `kernel+iso` wrote.
 #[derive(Debug)]
-pub struct KernelSquashfs {
+pub struct KernelRootfs {
     pub kernel: Option<PathBuf>,
     pub cmdline: Option<PathBuf>,
     pub image: PathBuf,
 }
 
 /// Writes `<dir>/<name>-kernel`, `-cmdline` (each only when non-empty) and
-/// `-squashfs.img`, the root filesystem without `boot/*`.
-pub fn write_kernel_squashfs(
+/// the image of the root filesystem without `boot/*`.
+pub fn write_kernel_rootfs(
     inputs: &Inputs<'_>,
     sections: &[Section],
+    kind: RootfsImage,
     dir: &Path,
     name: &str,
-) -> Result<KernelSquashfs, OutputError> {
+) -> Result<KernelRootfs, OutputError> {
     let kernel_path = dir.join(format!("{name}-kernel"));
     let cmdline_path = dir.join(format!("{name}-cmdline"));
-    let image = dir.join(format!("{name}-squashfs.img"));
-    let spool = unique_tmp(&dir.join(format!(".{name}-squashfs-spool")));
-    let epoch = LINUXKIT_EPOCH as u32;
-    let mut boot = BootFiles::default();
-    let mut split = BootSplit {
-        inner: SquashfsSink::new(&spool, epoch).map_err(io_at(&spool))?,
-        boot: &mut boot,
-        kernel_path: &kernel_path,
+    let (image, format) = match kind {
+        RootfsImage::Squashfs => (dir.join(format!("{name}-squashfs.img")), "squashfs"),
+        RootfsImage::Iso => (dir.join(format!("{name}.iso")), "iso"),
     };
-    for section in sections {
-        rootfs::write_section(inputs, section, &mut split)?;
-    }
-    let sink = split.inner;
-    let tmp = unique_tmp(&image);
-    let written = File::create(&tmp)
-        .map_err(io_at(&tmp))
-        .and_then(|f| {
-            sink.finish(epoch, BufWriter::new(f))
-                .map_err(|error| OutputError::Squashfs {
-                    path: image.clone(),
-                    error,
-                })
-        })
-        .and_then(|mut w| w.flush().map_err(io_at(&tmp)))
-        .and_then(|()| fs::rename(&tmp, &image).map_err(io_at(&image)));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
+    let (tree, boot) = spool_rootfs(inputs, sections, dir, name, format, &kernel_path)?;
+    write_via_tmp(&image, |f| {
+        let out = BufWriter::new(f);
+        let mut out =
+            match kind {
+                RootfsImage::Squashfs => squashfs::write(&tree, LINUXKIT_EPOCH as u32, out)
+                    .map_err(|error| OutputError::Squashfs {
+                        path: image.clone(),
+                        error,
+                    })?,
+                RootfsImage::Iso => {
+                    isofs::write(&tree, "LinuxKit", out)
+                        .map_err(|error| OutputError::Iso {
+                            path: image.clone(),
+                            error,
+                        })?
+                        .0
+                }
+            };
+        out.flush().map_err(io_at(&image))
+    })?;
     let cmdline = if boot.cmdline.is_empty() {
         None
     } else {
         fs::write(&cmdline_path, &boot.cmdline).map_err(io_at(&cmdline_path))?;
         Some(cmdline_path)
     };
-    Ok(KernelSquashfs {
+    Ok(KernelRootfs {
         kernel: boot.kernel,
         cmdline,
         image,
     })
+}
+
+/// The root filesystem without `boot/*`, collected; the kernel written to
+/// `kernel_path` and the command line kept, as `kernel+initrd` does.
+fn spool_rootfs(
+    inputs: &Inputs<'_>,
+    sections: &[Section],
+    dir: &Path,
+    name: &str,
+    format: &'static str,
+    kernel_path: &Path,
+) -> Result<(Spooled, BootFiles), OutputError> {
+    let spool = unique_tmp(&dir.join(format!(".{name}-{format}-spool")));
+    let root = Meta {
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: LINUXKIT_EPOCH,
+    };
+    let mut boot = BootFiles::default();
+    let mut split = BootSplit {
+        inner: Spooled::new(&spool, root, format).map_err(io_at(&spool))?,
+        boot: &mut boot,
+        kernel_path,
+    };
+    for section in sections {
+        rootfs::write_section(inputs, section, &mut split)?;
+    }
+    let tree = split.inner;
+    Ok((tree, boot))
+}
+
+/// Writes `path` through a temporary file renamed into place.
+fn write_via_tmp(
+    path: &Path,
+    write: impl FnOnce(File) -> Result<(), OutputError>,
+) -> Result<(), OutputError> {
+    let tmp = unique_tmp(path);
+    let result = File::create(&tmp)
+        .map_err(io_at(&tmp))
+        .and_then(write)
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_at(path)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Writes the microcode and the members one after the other into `path`,

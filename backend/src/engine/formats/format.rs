@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Format {
     KernelInitrd,
+    KernelIso,
     KernelSquashfs,
     Tar,
     TarKernelInitrd,
@@ -31,7 +32,6 @@ const LINUXKIT_ONLY: &[&str] = &[
     "gcp",
     "iso-efi-initrd",
     "kernel+erofs",
-    "kernel+iso",
     "qcow2-bios",
     "rpi3",
 ];
@@ -44,17 +44,20 @@ pub enum FormatError {
     NotYet(String),
     #[error("`{0}` streams its output and must be the only format when `-o` is given")]
     NotAlone(Format),
+    #[error("`{0}` and `{1}` both write <name>.iso; build them with different --name")]
+    SameFile(Format, Format),
     #[error("`-o` only works with the streamable formats `tar` and `docker`, not `{0}`")]
     NotStreamable(Format),
 }
 
 impl Format {
-    pub const ALL: [Format; 15] = [
+    pub const ALL: [Format; 16] = [
         Format::Docker,
         Format::DynamicVhd,
         Format::IsoBios,
         Format::IsoEfi,
         Format::KernelInitrd,
+        Format::KernelIso,
         Format::KernelSquashfs,
         Format::Oci,
         Format::Qcow2Efi,
@@ -70,6 +73,7 @@ impl Format {
     pub fn name(self) -> &'static str {
         match self {
             Format::KernelInitrd => "kernel+initrd",
+            Format::KernelIso => "kernel+iso",
             Format::KernelSquashfs => "kernel+squashfs",
             Format::Tar => "tar",
             Format::TarKernelInitrd => "tar-kernel-initrd",
@@ -91,6 +95,7 @@ impl Format {
     pub fn description(self) -> &'static str {
         match self {
             Format::KernelInitrd => "the kernel, a gzip'd cpio initrd of the root filesystem and the command line",
+            Format::KernelIso => "the kernel, the command line and the root filesystem without boot/* as ISO 9660 with Rock Ridge and Joliet, label LinuxKit, no boot loader (<name>.iso)",
             Format::KernelSquashfs => "the kernel, the command line and the root filesystem without boot/* as a gzip squashfs (<name>-squashfs.img)",
             Format::Tar => "the root filesystem as one tar (streamable with -o)",
             Format::TarKernelInitrd => "a tar of the kernel, initrd and command line",
@@ -161,6 +166,9 @@ impl Format {
                 formats.push(f);
             }
         }
+        if formats.contains(&Format::KernelIso) && formats.contains(&Format::IsoBios) {
+            return Err(FormatError::SameFile(Format::IsoBios, Format::KernelIso));
+        }
         if formats.is_empty() {
             formats.push(if to_stream {
                 Format::Tar
@@ -193,6 +201,7 @@ impl Format {
             Format::KernelSquashfs => {
                 vec![file("-kernel"), file("-cmdline"), file("-squashfs.img")]
             }
+            Format::KernelIso => vec![file("-kernel"), file("-cmdline"), file(".iso")],
             Format::Tar => vec![file(".tar")],
             Format::TarKernelInitrd => vec![file("-initrd.tar")],
             Format::Docker => vec![file(".docker")],
@@ -244,6 +253,10 @@ mod tests {
         assert_eq!(
             list(&["kernel+initrd"], true),
             Err(FormatError::NotStreamable(Format::KernelInitrd))
+        );
+        assert_eq!(
+            list(&["kernel+iso,iso-bios"], false),
+            Err(FormatError::SameFile(Format::IsoBios, Format::KernelIso))
         );
         assert_eq!(
             list(&["tar", "docker"], true),

@@ -4,5 +4,6 @@ pub mod cpio;
 pub mod format;
 pub mod gzip;
 pub mod pargz;
+pub mod spool;
 pub mod squashfs;
 pub mod tar;
