@@ -357,6 +357,14 @@ fn iso_efi_boots_under_ovmf() {
     boots(fw, Media::Cdrom(output(&format!("{NAME}-efi.iso"))));
 }
 
+/// The hybrid image as a virtio disk rather than a CD. OVMF may reach the
+/// EFI image through El Torito or through the MBR's partition of type
+/// 0xEF; both point at the same FAT image.
+#[test]
+fn iso_efi_boots_under_ovmf_as_a_disk() {
+    disk_boots("-efi.iso", "raw");
+}
+
 #[test]
 fn iso_bios_boots_under_seabios() {
     boots(
