@@ -6,14 +6,15 @@
 //! without a valid signature fails the build, naming it; a bootable format
 //! with no stub configured is refused at submission. The build carries
 //! the measurement manifests, whose DSSE envelopes verify with the team's
-//! key (openssl) and fail after a one-byte change.
+//! key (openssl) and fail after a one-byte change; `kiln build` of the
+//! same spec, split into two files, records the same spec digest.
 
 mod cache_common;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cache_common::{fixtures, kiln_bin};
+use cache_common::{fixtures, kiln_bin, kiln_in};
 use kiln_e2e::fixtures::boot::{self as boot_fixtures, BootFixtures};
 use kiln_e2e::fixtures::FixtureOptions;
 use kiln_e2e::seeded::{Seeded, Signer};
@@ -233,7 +234,58 @@ fn uki_and_raw_efi_build_with_the_configured_signed_stub() {
             !openssl_verify(&team_pub, &pae(payload_type, &changed), &signature).unwrap(),
             "{envelope_name}: a one-byte change still verifies"
         );
+        assert_eq!(
+            document["specDigest"],
+            format!("sha256:{}", build["spec_digest"].as_str().unwrap()).as_str()
+        );
     }
+
+    // `kiln build` of the same spec, written differently and split in two
+    // files, records the same spec digest.
+    let text = spec(&seeded);
+    let split = text.find("onboot:").unwrap();
+    std::fs::write(
+        work.path().join("a.yml"),
+        format!("# the CLI's copy\n{}", &text[..split]),
+    )
+    .unwrap();
+    std::fs::write(work.path().join("b.yml"), &text[split..]).unwrap();
+    let out = kiln_in(work.path())
+        .args(["build", "-f", "uki", "--name", "boot", "--efi-stub", &stub])
+        .arg("--trust-policy")
+        .arg(&policy)
+        .args(["a.yml", "b.yml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("boot-measurements.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        cli["specDigest"],
+        format!("sha256:{}", build["spec_digest"].as_str().unwrap()).as_str(),
+        "kiln build and kiln serve disagree on the spec digest"
+    );
+    // The same inputs and name: the same UKI, so the same PCR 11.
+    let served = measurements
+        .iter()
+        .find(|m| m["artifact"] == "boot.efi")
+        .unwrap();
+    assert_eq!(
+        hex_of(&Sha256::digest(
+            std::fs::read(work.path().join("boot.efi")).unwrap()
+        )),
+        hex_of(&Sha256::digest(&downloaded["boot.efi"])),
+        "kiln build and kiln serve wrote different UKIs"
+    );
+    assert_eq!(
+        cli["systemdMeasure"]["sha256"][0]["hash"],
+        served["pcr11_sha256"]
+    );
 }
 
 fn b64(text: &str) -> Vec<u8> {

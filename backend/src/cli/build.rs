@@ -10,7 +10,7 @@ use kiln_backend::engine::build::output::{self, InitrdOptions};
 use kiln_backend::engine::build::plan::Images;
 use kiln_backend::engine::build::trust::{BootLoader, TrustRecord};
 use kiln_backend::engine::build::{
-    self, metadata, Artifact, BootOptions, BuildError, BuildRequest, ImageSource,
+    self, Artifact, BootOptions, BuildError, BuildRequest, ImageSource,
 };
 use kiln_backend::engine::flatten::FlattenOptions;
 use kiln_backend::engine::formats::format::Format;
@@ -23,7 +23,6 @@ use kiln_signer::bundle::Bundle;
 use kiln_signer::dsse::INTOTO_PAYLOAD_TYPE;
 use kiln_signer::policy::TrustPolicy;
 use kiln_signer::Signer;
-use sha2::{Digest as _, Sha256};
 
 use super::cache::config::{registry_config, FileConfig, Flags};
 use super::exit;
@@ -258,10 +257,7 @@ fn run_build(args: Args) -> Result<(), Failure> {
             v.image, v.digest, v.key_fingerprint, v.trust_root
         );
     }
-    let spec_digest = format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(metadata::to_yaml(&spec)))
-    );
+    let spec_digest = format!("sha256:{}", build::spec_digest(&spec));
     let provenance = signer.map(|signer| Provenance {
         signer,
         spec_sha256: spec_digest["sha256:".len()..].to_owned(),

@@ -33,7 +33,7 @@ pub enum ContentTrust {
 #[derive(Debug)]
 pub struct BuildRecord<'a> {
     pub builder_id: &'a str,
-    /// sha256 of the spec as kiln wrote it to `etc/linuxkit.yml`, hex.
+    /// The spec digest ([`crate::engine::build::spec_digest`]), hex.
     pub spec_sha256: &'a str,
     pub name: &'a str,
     pub formats: &'a [String],

@@ -8,12 +8,11 @@ use std::path::PathBuf;
 
 use kiln_signer::verify::VerifiedSignature;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use sqlx::Row;
 
 use super::{jobs, AppState};
 use crate::engine::build::plan::Images;
-use crate::engine::build::{metadata, Artifact};
+use crate::engine::build::Artifact;
 use crate::engine::provenance::{self, BuildRecord, ContentTrust};
 use crate::engine::publish::{Output, Release};
 use crate::engine::reference::Reference;
@@ -145,7 +144,7 @@ pub async fn of_build(app: &AppState, id: &str) -> Result<Release, ReleaseError>
             origin: v.origin,
         })
         .collect();
-    let spec_sha256 = hex::encode(Sha256::digest(metadata::to_yaml(&spec)));
+    let spec_sha256 = crate::engine::build::spec_digest(&spec);
     let statement = provenance::statement(&BuildRecord {
         builder_id: SERVICE_BUILDER_ID,
         spec_sha256: &spec_sha256,

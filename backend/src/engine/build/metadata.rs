@@ -162,4 +162,42 @@ mod tests {
         let reparsed = kiln_shared::validate(&yaml);
         assert!(!reparsed.has_errors(), "{:?}", reparsed.diagnostics);
     }
+
+    #[test]
+    fn the_spec_digest_ignores_how_the_spec_is_written() {
+        let digest = |texts: &[&str]| {
+            let sources: Vec<kiln_shared::Source<'_>> = texts
+                .iter()
+                .map(|text| kiln_shared::Source {
+                    name: "s.yml",
+                    text,
+                })
+                .collect();
+            crate::engine::build::spec_digest(&kiln_shared::validate_merged(&sources).spec.unwrap())
+        };
+        let one =
+            digest(&["init:\n  - linuxkit/init:v1\nonboot:\n  - name: a\n    image: alpine:3\n"]);
+        assert_eq!(one.len(), 64);
+        assert!(one
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        // Comments, key order, quoting, flow style and a split into files.
+        assert_eq!(
+            one,
+            digest(&[
+                "# base\ninit: [\"linuxkit/init:v1\"]\nonboot: [{image: 'alpine:3', name: a}]\n"
+            ])
+        );
+        assert_eq!(
+            one,
+            digest(&[
+                "init:\n  - linuxkit/init:v1\n",
+                "onboot:\n  - name: a\n    image: alpine:3\n"
+            ])
+        );
+        assert_ne!(
+            one,
+            digest(&["init:\n  - linuxkit/init:v1\nonboot:\n  - name: b\n    image: alpine:3\n"])
+        );
+    }
 }

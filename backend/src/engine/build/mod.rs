@@ -78,6 +78,16 @@ pub enum ImageSource {
     },
 }
 
+/// The build's spec digest, lower-case hex: SHA-256 of the merged,
+/// validated spec as the metadata file writes it in YAML (linuxkit's
+/// section order, expanded image names, no `trust`). The one definition
+/// `kiln build`, `kiln serve`, provenance and measurement manifests use
+/// (docs/measurements.md).
+pub fn spec_digest(spec: &Spec) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(metadata::to_yaml(spec)))
+}
+
 /// Every image string the spec names, in order, without repeats.
 pub fn image_strings(spec: &Spec) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();

@@ -14,7 +14,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -160,7 +159,10 @@ pub struct Build {
     pub arch: String,
     /// The user who submitted it.
     pub created_by: String,
-    /// SHA-256 of the spec text.
+    /// The spec digest, hex: SHA-256 of the validated spec as the metadata
+    /// file writes it in YAML, as `kiln build` computes it (see
+    /// docs/measurements.md).
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub spec_digest: String,
     pub attempts: i64,
     /// Why it failed or was cancelled.
@@ -350,7 +352,7 @@ pub async fn submit(
     if v.spec.is_none() {
         return Err(invalid_spec(&v.diagnostics));
     }
-    jobs::service_spec(&req.spec)
+    let spec = jobs::service_spec(&req.spec)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported-spec", e))?;
     let parsed = Format::parse_list(&req.formats, false)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -397,7 +399,7 @@ pub async fn submit(
         }
     }
     let id = db::new_id();
-    let digest = hex::encode(Sha256::digest(req.spec.as_bytes()));
+    let digest = crate::engine::build::spec_digest(&spec);
     sqlx::query(
         "INSERT INTO builds (id, team, created_by, state, spec, spec_digest, formats, name, arch, \
          pull, disable_content_trust, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
