@@ -386,3 +386,45 @@ fn checks_of<'a>(report: &'a Value, what: &str) -> &'a Value {
         .find(|c| c["what"] == what)
         .unwrap_or_else(|| panic!("no {what} check: {report}"))
 }
+
+#[test]
+fn publishing_a_failed_build_is_refused_as_not_publishable() {
+    let home = tempfile::tempdir().unwrap();
+    let svc = Service::start(&kiln_bin(), home.path(), &["--workers", "1"], &[]).unwrap();
+    let admin = svc.admin_token().unwrap();
+    // Nothing listens on the discard port: resolving the image fails.
+    let spec = "init:\n  - 127.0.0.1:9/kiln-test/missing:1\n";
+    let r = svc
+        .call(
+            "POST",
+            "/api/v1/builds",
+            &admin,
+            Some(&json!({"spec": spec, "formats": ["tar"], "name": "broken"})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{r}");
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let b = svc
+        .wait_state(
+            &admin,
+            &id,
+            &["succeeded", "failed", "cancelled"],
+            BUILD_LIMIT,
+        )
+        .unwrap();
+    assert_eq!(b["state"], "failed", "{b}");
+
+    let r = publish(&svc, &admin, &id, "127.0.0.1:9/releases/os:1.0");
+    assert_eq!(r.status, 409, "{r}");
+    assert_eq!(r.json()["code"], "not-publishable", "{r}");
+    let message = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("only a succeeded build") && message.contains("failed"),
+        "{message}"
+    );
+    let releases = svc
+        .call("GET", "/api/v1/releases", &admin, None)
+        .unwrap()
+        .json();
+    assert_eq!(releases["releases"], json!([]), "{releases}");
+}
