@@ -1,6 +1,8 @@
 //! Restart safety with the real `kiln serve` binary: SIGKILL it during a
 //! build, start it again, and the build is retried (attempts left) or failed
-//! with the reason (none left); nothing stays `running`.
+//! with the reason (none left); nothing stays `running`. The same with one
+//! of two `--role worker` processes killed while the API keeps serving.
+//! With `KILN_TEST_DATABASE=postgres` the state is in a real PostgreSQL.
 
 mod service_common;
 
@@ -9,8 +11,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use kiln_backend::service::Role;
 use serde_json::{json, Value};
-use service_common::{hanging_registry, image_spec, parse_sse};
+use service_common::postgres::{self, Postgres, Workers};
+use service_common::{hanging_registry, image_spec, parse_sse, start};
 
 struct Proc {
     child: Child,
@@ -25,16 +29,18 @@ impl Drop for Proc {
     }
 }
 
-fn serve(home: &Path, max_attempts: u32) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+fn serve(home: &Path, max_attempts: u32, pg: &Option<Postgres>) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
         .env("KILN_HOME", home)
         .env("HOME", home)
         .env("KILN_MAX_ATTEMPTS", max_attempts.to_string())
         .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::null());
+    if let Some(pg) = pg {
+        cmd.env("KILN_DATABASE_URL", &pg.url);
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut password = None;
     let base = loop {
@@ -135,8 +141,9 @@ fn sigkill(p: &mut Proc) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_killed_without_attempts_left_fails_with_the_reason() {
     let home = tempfile::tempdir().unwrap();
+    let pg = postgres::selected().then(Postgres::start);
     let registry = hanging_registry();
-    let mut p = serve(home.path(), 1);
+    let mut p = serve(home.path(), 1, &pg);
     let token = admin_token(&p).await;
     let (status, b) = call(
         &p.base,
@@ -152,7 +159,7 @@ async fn a_build_killed_without_attempts_left_fails_with_the_reason() {
     assert!(home.path().join("work").exists());
     sigkill(&mut p);
 
-    let p = serve(home.path(), 1);
+    let p = serve(home.path(), 1, &pg);
     assert!(
         p.password.is_none(),
         "the admin password is printed on the first start only"
@@ -161,7 +168,7 @@ async fn a_build_killed_without_attempts_left_fails_with_the_reason() {
     assert_eq!(b["attempts"], 1);
     assert_eq!(
         b["error"],
-        "the server stopped while the build was running (attempt 1 of 1)"
+        "the process running the build stopped (attempt 1 of 1)"
     );
     assert_eq!(running_count(&p.base, &token).await, 0);
     assert!(!home.path().join("work").join(&id).exists());
@@ -184,8 +191,9 @@ async fn a_build_killed_without_attempts_left_fails_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_killed_with_attempts_left_is_retried() {
     let home = tempfile::tempdir().unwrap();
+    let pg = postgres::selected().then(Postgres::start);
     let registry = hanging_registry();
-    let mut p = serve(home.path(), 2);
+    let mut p = serve(home.path(), 2, &pg);
     let token = admin_token(&p).await;
     let (_, b) = call(
         &p.base,
@@ -199,7 +207,7 @@ async fn a_build_killed_with_attempts_left_is_retried() {
     wait_state(&p.base, &token, &id, &["running"]).await;
     sigkill(&mut p);
 
-    let mut p = serve(home.path(), 2);
+    let mut p = serve(home.path(), 2, &pg);
     // Retried: running again, on its second attempt.
     for _ in 0..100 {
         let (_, b) = call(
@@ -231,11 +239,87 @@ async fn a_build_killed_with_attempts_left_is_retried() {
     sigkill(&mut p);
 
     // Out of attempts now.
-    let p = serve(home.path(), 2);
+    let p = serve(home.path(), 2, &pg);
     let b = wait_state(&p.base, &token, &id, &["failed"]).await;
     assert_eq!(
         b["error"],
-        "the server stopped while the build was running (attempt 2 of 2)"
+        "the process running the build stopped (attempt 2 of 2)"
     );
     assert_eq!(running_count(&p.base, &token).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_process_leaves_its_build_to_another() {
+    let mut s = start(|c| {
+        c.role = Role::Api;
+        c.max_attempts = 2;
+    })
+    .await;
+    if s.workers.is_none() {
+        // On SQLite: two workers on this host sharing the one file.
+        s.workers = Some(Workers::start(&s.app.cfg, 2));
+    }
+    let registry = hanging_registry();
+    let r = s
+        .submit(&s.admin, json!({"spec": image_spec(&registry)}))
+        .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    s.wait_state(&s.admin, &id, &["running"]).await;
+    let worker_of = |id: String| {
+        let db = s.app.db.clone();
+        async move {
+            let w: Option<String> = sqlx::query_scalar("SELECT worker FROM builds WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+            let w = w.expect("a running build names its worker");
+            w.split(':').nth(1).unwrap().parse::<u32>().unwrap()
+        }
+    };
+    let first = worker_of(id.clone()).await;
+    let workers = s.workers.as_mut().unwrap();
+    let i = workers
+        .pids()
+        .iter()
+        .position(|p| *p == first)
+        .expect("the build runs on one of the two workers");
+    workers.kill(i);
+
+    // The other worker takes it over: running again, second attempt.
+    let mut b = Value::Null;
+    for _ in 0..300 {
+        b = s.get(&format!("/api/v1/builds/{id}"), &s.admin).await.body;
+        if b["state"] == "running" && b["attempts"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (&b["state"], &b["attempts"]),
+        (&json!("running"), &json!(2)),
+        "{b}"
+    );
+    let second = worker_of(id.clone()).await;
+    assert_ne!(first, second);
+    let r = s
+        .post(&format!("/api/v1/builds/{id}/cancel"), &s.admin, json!({}))
+        .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    s.wait_state(&s.admin, &id, &["cancelled"]).await;
+    let events = s.events(&s.admin, &id, None).await;
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.2["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["the process running the build stopped (attempt 1 of 2); retrying"],
+        "{events:?}"
+    );
+    assert_eq!(
+        s.get("/api/v1/builds?state=running", &s.admin).await.body["builds"],
+        json!([])
+    );
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use kiln_backend::service::{self, Config};
+use kiln_backend::service::{self, Config, Role};
 
 use super::exit;
 
@@ -19,6 +19,11 @@ pub struct Args {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// What this process does: `all` (API, web UI and builds), `api`, or
+    /// `worker` (builds from the shared queue, with health and metrics on
+    /// --listen) [default: all].
+    #[arg(long, value_enum, value_name = "ROLE")]
+    role: Option<Role>,
     /// Builds run at once [default: 2].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -44,6 +49,9 @@ pub fn run(args: Args) -> u8 {
     };
     if let Some(l) = args.listen {
         cfg.listen = l;
+    }
+    if let Some(r) = args.role {
+        cfg.role = r;
     }
     if let Some(w) = args.workers {
         cfg.workers = w;
@@ -79,11 +87,17 @@ pub fn run(args: Args) -> u8 {
                  kiln serve: admin password: {password}"
             );
         }
+        let serves = match server.app.cfg.role {
+            Role::Worker => "health and metrics of a worker",
+            Role::Api => "the API, without builds",
+            Role::All => "the API and builds",
+        };
         eprintln!(
-            "kiln serve: listening on {}://{} (state in {})",
+            "kiln serve: listening on {}://{} ({serves}; state in {}, database {})",
             if server.app.tls { "https" } else { "http" },
             server.addr,
-            server.app.cfg.home.display()
+            server.app.cfg.home.display(),
+            service::db::redact(&server.app.cfg.database_url()),
         );
         let shutdown = async {
             let ctrl_c = tokio::signal::ctrl_c();

@@ -5,17 +5,33 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// What a `kiln serve` process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The API and the web UI, and builds.
+    All,
+    /// The API and the web UI; builds are left to `worker` processes.
+    Api,
+    /// Builds from the shared queue; serves only health and metrics.
+    Worker,
+}
 
 /// Every setting of `kiln serve`, with its embedded default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// What this process does: `all`, `api` or `worker`.
+    pub role: Role,
     /// State directory: database, image store, artifacts, work space.
     pub home: PathBuf,
-    /// `sqlite://PATH` [default: `sqlite://$home/kiln.db`].
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB` [default:
+    /// `sqlite://$home/kiln.db`]. Worker processes sharing a queue need
+    /// PostgreSQL (or one host and one SQLite file) and one `home`.
     pub database_url: Option<String>,
     /// Builds run at once by this process.
     pub workers: usize,
@@ -62,6 +78,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            role: Role::All,
             home: crate::engine::store::kiln_home().unwrap_or_else(|| PathBuf::from(".kiln")),
             database_url: None,
             workers: 2,
@@ -88,6 +105,7 @@ impl Default for Config {
 /// The keys a `KILN_<KEY>` environment variable may set.
 const KEYS: &[&str] = &[
     "listen",
+    "role",
     "database_url",
     "workers",
     "build_timeout_secs",

@@ -1,7 +1,7 @@
 //! `kiln serve`: the HTTP service over the build engine.
 //!
 //! - `config` — TOML file plus `KILN_*` environment.
-//! - `db` — SQLite through sqlx, with the embedded migrations.
+//! - `db` — SQLite or PostgreSQL through sqlx, with the embedded migrations.
 //! - `auth` — accounts, tokens, sessions, roles, the login rate limit.
 //! - `jobs` — the persistent build queue and its worker pool.
 //! - `trust` — the server's and a team's trust policies, combined.
@@ -31,13 +31,15 @@ use kiln_signer::policy::TrustPolicy;
 
 use crate::engine::store::{self, Store};
 
-pub use self::config::Config;
+pub use self::config::{Config, Role};
 use self::db::Db;
 
 /// Everything a request handler or worker needs.
 pub struct App {
     pub cfg: Config,
     pub db: Db,
+    /// Which SQL dialect `db` speaks, where the two differ.
+    pub backend: db::Backend,
     pub store: Store,
     pub jobs: jobs::Jobs,
     pub limiter: auth::LoginLimiter,
@@ -61,7 +63,8 @@ pub struct Server {
 
 /// Opens the state, migrates, creates the first admin when there is no
 /// account, recovers builds a dead process left running, starts the
-/// workers and binds the listener.
+/// workers (unless the role is `api`) and binds the listener (a `worker`
+/// serves only health and metrics on it).
 pub async fn start(cfg: Config) -> Result<Server, String> {
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
@@ -79,7 +82,7 @@ pub async fn start(cfg: Config) -> Result<Server, String> {
     let store_dir = store::default_store_dir(&cfg.home);
     let store = Store::open(&store_dir)
         .map_err(|e| format!("cannot open the store {}: {e}", store_dir.display()))?;
-    let db = db::open(&cfg.database_url()).await?;
+    let (db, backend) = db::open(&cfg.database_url()).await?;
     let admin_password = bootstrap(&db)
         .await
         .map_err(|e| format!("first start: {e}"))?;
@@ -92,19 +95,23 @@ pub async fn start(cfg: Config) -> Result<Server, String> {
     let app = Arc::new(App {
         cfg,
         db,
+        backend,
         store,
         jobs: jobs::Jobs::default(),
         limiter: auth::LoginLimiter::default(),
         tls: tls.is_some(),
         trust_policy,
     });
-    let recovered = jobs::recover(&app, None)
+    let recovered = jobs::recover(&app)
         .await
         .map_err(|e| format!("recovering builds: {e}"))?;
     if recovered > 0 {
-        eprintln!("kiln serve: {recovered} build(s) were running when the server stopped; retried or failed");
+        eprintln!("kiln serve: {recovered} build(s) were running when their worker stopped; retried or failed");
     }
-    jobs::spawn_workers(&app, app.cfg.workers.max(1));
+    jobs::spawn_recovery(&app);
+    if app.cfg.role != Role::Api {
+        jobs::spawn_workers(&app, app.cfg.workers.max(1));
+    }
     Ok(Server {
         addr,
         app,
@@ -120,7 +127,10 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), String> {
-        let router = api::router(self.app.clone());
+        let router = match self.app.cfg.role {
+            Role::Worker => api::health_router(self.app.clone()),
+            Role::All | Role::Api => api::router(self.app.clone()),
+        };
         let app = self.app.clone();
         let make = router.into_make_service_with_connect_info::<tls::Peer>();
         match self.tls {
@@ -178,7 +188,7 @@ async fn bootstrap(db: &Db) -> Result<Option<String>, sqlx::Error> {
     let mut tx = db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO users (id, name, password_hash, server_admin, created_at) \
-         VALUES (?, 'admin', ?, 1, ?) ON CONFLICT (name) DO NOTHING",
+         VALUES ($1, 'admin', $2, 1, $3) ON CONFLICT (name) DO NOTHING",
     )
     .bind(&id)
     .bind(&hash)
@@ -189,12 +199,12 @@ async fn bootstrap(db: &Db) -> Result<Option<String>, sqlx::Error> {
         return Ok(None);
     }
     sqlx::query(
-        "INSERT INTO teams (name, created_at) VALUES ('default', ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO teams (name, created_at) VALUES ('default', $1) ON CONFLICT DO NOTHING",
     )
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO members (team, user_id, role) VALUES ('default', ?, 'admin')")
+    sqlx::query("INSERT INTO members (team, user_id, role) VALUES ('default', $1, 'admin')")
         .bind(&id)
         .execute(&mut *tx)
         .await?;

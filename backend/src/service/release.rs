@@ -66,7 +66,7 @@ struct RecordedSignature {
 pub async fn of_build(app: &AppState, id: &str) -> Result<Release, ReleaseError> {
     let internal = |e: String| ReleaseError::Internal(e);
     let row = sqlx::query(
-        "SELECT state, spec, name, formats, arch, content_trust, images FROM builds WHERE id = ?",
+        "SELECT state, spec, name, formats, arch, content_trust, images FROM builds WHERE id = $1",
     )
     .bind(id)
     .fetch_one(&app.db)
@@ -96,7 +96,7 @@ pub async fn of_build(app: &AppState, id: &str) -> Result<Release, ReleaseError>
         .map_err(internal)?;
 
     let rows =
-        sqlx::query("SELECT name, size, sha256 FROM artifacts WHERE build_id = ? ORDER BY name")
+        sqlx::query("SELECT name, size, sha256 FROM artifacts WHERE build_id = $1 ORDER BY name")
             .bind(id)
             .fetch_all(&app.db)
             .await

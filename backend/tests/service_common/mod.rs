@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -21,6 +23,10 @@ pub struct Srv {
     /// A bearer token of `admin` in team `default` (role admin).
     pub admin: String,
     pub client: reqwest::Client,
+    /// With `KILN_TEST_DATABASE=postgres`: the worker processes, then the
+    /// database (dropped in this order).
+    pub workers: Option<postgres::Workers>,
+    pub postgres: Option<postgres::Postgres>,
     pub home: TempDir,
 }
 
@@ -54,7 +60,15 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> Srv {
         ..Config::default()
     };
     configure(&mut cfg);
-    let server = service::start(cfg).await.expect("start");
+    // On PostgreSQL, this process serves the API and two worker processes
+    // run the builds; the suite is otherwise the same.
+    let pg = postgres::selected().then(postgres::Postgres::start);
+    if let Some(pg) = &pg {
+        cfg.database_url = Some(pg.url.clone());
+        cfg.role = service::Role::Api;
+    }
+    let server = service::start(cfg.clone()).await.expect("start");
+    let workers = pg.as_ref().map(|_| postgres::Workers::start(&cfg, 2));
     let admin_password = server.admin_password.clone().expect("first start");
     let (addr, app, _task) = server.spawn();
     let client = reqwest::Client::builder()
@@ -67,6 +81,8 @@ pub async fn start(configure: impl FnOnce(&mut Config)) -> Srv {
         admin_password,
         admin: String::new(),
         client,
+        workers,
+        postgres: pg,
         home,
     };
     let (cookie, csrf) = srv.login("admin", &srv.admin_password.clone()).await;
@@ -226,6 +242,27 @@ impl Srv {
             .await;
         assert_eq!(r.status, 201, "{r:?}");
         r.body["secret"].as_str().unwrap().to_owned()
+    }
+
+    /// The Prometheus text of every process that runs builds: this one, or
+    /// the worker processes on PostgreSQL.
+    pub async fn build_metrics(&self) -> Vec<String> {
+        let bases = match &self.workers {
+            Some(w) => w.bases.clone(),
+            None => vec![self.base.clone()],
+        };
+        let mut out = Vec::new();
+        for base in bases {
+            let r = self
+                .client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            out.push(r.text().await.unwrap());
+        }
+        out
     }
 
     pub async fn submit(&self, token: &str, body: Value) -> Resp {

@@ -62,7 +62,7 @@ pub async fn team_audit(
     }
     let rows = sqlx::query(
         "SELECT id, at, actor, action, target, detail FROM audit_log \
-         WHERE team = ? AND id > ? ORDER BY id LIMIT ?",
+         WHERE team = $1 AND id > $2 ORDER BY id LIMIT $3",
     )
     .bind(&team)
     .bind(q.after.unwrap_or(0))

@@ -14,7 +14,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::{IntoParams, ToSchema};
@@ -25,7 +24,7 @@ use crate::engine::formats::format::Format;
 use crate::engine::measure::bank::Bank;
 use crate::engine::measure::manifest::Manifest;
 use crate::service::auth::{Caller, Role};
-use crate::service::db::{self, rfc3339};
+use crate::service::db::{self, rfc3339, Row as DbRow};
 use crate::service::jobs;
 use crate::service::AppState;
 
@@ -241,7 +240,7 @@ fn state_of(s: &str) -> BuildState {
     }
 }
 
-fn build_of(r: &SqliteRow) -> Build {
+fn build_of(r: &DbRow) -> Build {
     Build {
         id: r.get(0),
         team: r.get(1),
@@ -267,7 +266,7 @@ fn build_of(r: &SqliteRow) -> Build {
 
 /// The build `id` if the caller sees its team; 404 otherwise.
 async fn visible(app: &AppState, caller: &Caller, id: &str) -> Result<Build, ApiError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM builds WHERE id = ?"))
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM builds WHERE id = $1"))
         .bind(id)
         .fetch_optional(&app.db)
         .await?
@@ -281,7 +280,7 @@ async fn visible(app: &AppState, caller: &Caller, id: &str) -> Result<Build, Api
 
 async fn artifact_rows(app: &AppState, id: &str) -> Result<Vec<ArtifactInfo>, ApiError> {
     let rows = sqlx::query(
-        "SELECT name, size, sha256, media_type FROM artifacts WHERE build_id = ? ORDER BY name",
+        "SELECT name, size, sha256, media_type FROM artifacts WHERE build_id = $1 ORDER BY name",
     )
     .bind(id)
     .fetch_all(&app.db)
@@ -374,7 +373,7 @@ pub async fn submit(
         }
     };
     let active: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM builds WHERE team = ? AND state IN ('queued', 'running')",
+        "SELECT COUNT(*) FROM builds WHERE team = $1 AND state IN ('queued', 'running')",
     )
     .bind(&team)
     .fetch_one(&app.db)
@@ -402,7 +401,7 @@ pub async fn submit(
     let digest = crate::engine::build::spec_digest(&spec);
     sqlx::query(
         "INSERT INTO builds (id, team, created_by, state, spec, spec_digest, formats, name, arch, \
-         pull, disable_content_trust, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+         pull, disable_content_trust, created_at) VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&id)
     .bind(&team)
@@ -473,12 +472,16 @@ pub async fn list(
     if teams.is_empty() {
         return Ok(Json(BuildList { builds: Vec::new() }));
     }
-    let placeholders = vec!["?"; teams.len()].join(", ");
-    let mut sql = format!("SELECT {COLUMNS} FROM builds WHERE team IN ({placeholders})");
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM builds WHERE team IN ({})",
+        db::placeholders(1, teams.len())
+    );
+    let mut next = teams.len() + 1;
     if q.state.is_some() {
-        sql.push_str(" AND state = ?");
+        sql.push_str(&format!(" AND state = ${next}"));
+        next += 1;
     }
-    sql.push_str(" ORDER BY created_at DESC, id LIMIT ?");
+    sql.push_str(&format!(" ORDER BY created_at DESC, id LIMIT ${next}"));
     let mut query = sqlx::query(&sql);
     for t in &teams {
         query = query.bind(t);
@@ -574,8 +577,8 @@ pub async fn cancel(
     let build = visible(&app, &caller, &id).await?;
     caller.require(&build.team, Role::Builder)?;
     let queued = sqlx::query(
-        "UPDATE builds SET state = 'cancelled', error = 'cancelled by request', finished_at = ? \
-         WHERE id = ? AND state = 'queued'",
+        "UPDATE builds SET state = 'cancelled', error = 'cancelled by request', finished_at = $1 \
+         WHERE id = $2 AND state = 'queued'",
     )
     .bind(db::now())
     .bind(&id)
@@ -591,7 +594,7 @@ pub async fn cancel(
         .await;
     } else {
         let running = sqlx::query(
-            "UPDATE builds SET cancel_requested = 1 WHERE id = ? AND state = 'running'",
+            "UPDATE builds SET cancel_requested = 1 WHERE id = $1 AND state = 'running'",
         )
         .bind(&id)
         .execute(&app.db)
@@ -641,7 +644,7 @@ async fn next_event(mut st: Stream) -> Option<(Result<Event, Infallible>, Stream
         }
         st.rx.mark_unchanged();
         let rows = sqlx::query(
-            "SELECT seq, kind, data FROM build_events WHERE build_id = ? AND seq > ? \
+            "SELECT seq, kind, data FROM build_events WHERE build_id = $1 AND seq > $2 \
              ORDER BY seq LIMIT 256",
         )
         .bind(&st.id)
@@ -654,7 +657,7 @@ async fn next_event(mut st: Stream) -> Option<(Result<Event, Infallible>, Stream
                 .extend(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))));
             continue;
         }
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM builds WHERE id = ?")
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM builds WHERE id = $1")
             .bind(&st.id)
             .fetch_optional(&st.app.db)
             .await
@@ -805,7 +808,7 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     visible(&app, &caller, &id).await?;
     let row = sqlx::query(
-        "SELECT size, sha256, media_type FROM artifacts WHERE build_id = ? AND name = ?",
+        "SELECT size, sha256, media_type FROM artifacts WHERE build_id = $1 AND name = $2",
     )
     .bind(&id)
     .bind(&name)

@@ -117,6 +117,15 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Every route of the service.
+/// What a `worker` process serves: health and metrics only.
+pub fn health_router(app: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(app)
+}
+
 pub fn router(app: AppState) -> Router {
     let limit = app.cfg.max_body_bytes;
     let api = Router::new()

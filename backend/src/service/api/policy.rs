@@ -39,7 +39,7 @@ pub async fn get_policy(
     ApiPath(team): ApiPath<String>,
 ) -> Result<Json<Policy>, ApiError> {
     caller.require(&team, Role::Viewer)?;
-    let row = sqlx::query("SELECT policy, updated_at FROM policies WHERE team = ?")
+    let row = sqlx::query("SELECT policy, updated_at FROM policies WHERE team = $1")
         .bind(&team)
         .fetch_optional(&app.db)
         .await?;
@@ -82,7 +82,7 @@ pub async fn put_policy(
     let now = db::now();
     let text = serde_json::Value::Object(req.policy.clone()).to_string();
     sqlx::query(
-        "INSERT INTO policies (team, policy, updated_at) VALUES (?, ?, ?) \
+        "INSERT INTO policies (team, policy, updated_at) VALUES ($1, $2, $3) \
          ON CONFLICT (team) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
     )
     .bind(&team)

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
@@ -16,7 +15,7 @@ use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::engine::publish::{self, PublishError};
 use crate::engine::reference::Reference;
 use crate::service::auth::{Caller, Role};
-use crate::service::db::{self, rfc3339};
+use crate::service::db::{self, rfc3339, Row as DbRow};
 use crate::service::keys::{self, TeamSigner};
 use crate::service::release::{self, ReleaseError};
 use crate::service::{jobs, AppState};
@@ -153,7 +152,7 @@ pub fn verify_commands(reference: &str, repository: &str, digest: &str) -> Vec<S
     ]
 }
 
-fn release_of(r: &SqliteRow) -> ReleaseInfo {
+fn release_of(r: &DbRow) -> ReleaseInfo {
     let reference: String = r.get(4);
     let repository: String = r.get(5);
     let digest: String = r.get(7);
@@ -179,7 +178,7 @@ fn release_of(r: &SqliteRow) -> ReleaseInfo {
 
 /// The release `id` if the caller sees its team; 404 otherwise.
 async fn visible(app: &AppState, caller: &Caller, id: &str) -> Result<ReleaseInfo, ApiError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM releases WHERE id = ?"))
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM releases WHERE id = $1"))
         .bind(id)
         .fetch_optional(&app.db)
         .await?
@@ -193,7 +192,7 @@ async fn visible(app: &AppState, caller: &Caller, id: &str) -> Result<ReleaseInf
 
 async fn by_reference(app: &AppState, reference: &str) -> Result<Option<ReleaseInfo>, ApiError> {
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM releases WHERE reference = ?"
+        "SELECT {COLUMNS} FROM releases WHERE reference = $1"
     ))
     .bind(reference)
     .fetch_optional(&app.db)
@@ -284,7 +283,7 @@ pub async fn publish_build(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<PublishRequest>,
 ) -> Result<Response, ApiError> {
-    let team = sqlx::query_scalar::<_, String>("SELECT team FROM builds WHERE id = ?")
+    let team = sqlx::query_scalar::<_, String>("SELECT team FROM builds WHERE id = $1")
         .bind(&id)
         .fetch_optional(&app.db)
         .await?
@@ -351,7 +350,7 @@ pub async fn publish_build(
     let inserted = sqlx::query(
         "INSERT INTO releases (id, team, build_id, name, reference, repository, tag, digest, \
          size, key_fingerprint, referrers, published_by, published_at, verification, verified_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'verified', ?) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'verified', $14) \
          ON CONFLICT (reference) DO NOTHING",
     )
     .bind(&release_id)
@@ -444,10 +443,11 @@ pub async fn list(
             releases: Vec::new(),
         }));
     }
-    let placeholders = vec!["?"; teams.len()].join(", ");
     let sql = format!(
-        "SELECT {COLUMNS} FROM releases WHERE team IN ({placeholders}) \
-         ORDER BY published_at DESC, id LIMIT ?"
+        "SELECT {COLUMNS} FROM releases WHERE team IN ({}) \
+         ORDER BY published_at DESC, id LIMIT ${}",
+        db::placeholders(1, teams.len()),
+        teams.len() + 1
     );
     let mut query = sqlx::query(&sql);
     for t in &teams {
@@ -525,13 +525,15 @@ pub async fn verify(
         },
     });
     let ok = report.ok() && !moved;
-    sqlx::query("UPDATE releases SET verification = ?, verified_at = ?, checks = ? WHERE id = ?")
-        .bind(if ok { "verified" } else { "failed" })
-        .bind(db::now())
-        .bind(serde_json::to_string(&checks).unwrap_or_default())
-        .bind(&id)
-        .execute(&app.db)
-        .await?;
+    sqlx::query(
+        "UPDATE releases SET verification = $1, verified_at = $2, checks = $3 WHERE id = $4",
+    )
+    .bind(if ok { "verified" } else { "failed" })
+    .bind(db::now())
+    .bind(serde_json::to_string(&checks).unwrap_or_default())
+    .bind(&id)
+    .execute(&app.db)
+    .await?;
     Ok(Json(VerifyReport {
         release: visible(&app, &caller, &id).await?,
         ok,

@@ -87,7 +87,7 @@ pub async fn login(
             wait,
         ));
     }
-    let row = sqlx::query("SELECT id, password_hash FROM users WHERE name = ?")
+    let row = sqlx::query("SELECT id, password_hash FROM users WHERE name = $1")
         .bind(&req.username)
         .fetch_optional(&app.db)
         .await?;
@@ -117,7 +117,7 @@ pub async fn login(
     let csrf = db::random_hex(16);
     let now = db::now();
     sqlx::query(
-        "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(auth::secret_hash(&secret))
     .bind(&user_id)
@@ -135,7 +135,7 @@ pub async fn login(
         serde_json::json!({ "address": ip.to_string() }),
     )
     .await;
-    let teams = sqlx::query("SELECT team, role FROM members WHERE user_id = ? ORDER BY team")
+    let teams = sqlx::query("SELECT team, role FROM members WHERE user_id = $1 ORDER BY team")
         .bind(&user_id)
         .fetch_all(&app.db)
         .await?
@@ -145,7 +145,7 @@ pub async fn login(
             role: Role::parse(r.get(1)).unwrap_or(Role::Viewer),
         })
         .collect();
-    let server_admin: i64 = sqlx::query_scalar("SELECT server_admin FROM users WHERE id = ?")
+    let server_admin: i64 = sqlx::query_scalar("SELECT server_admin FROM users WHERE id = $1")
         .bind(&user_id)
         .fetch_one(&app.db)
         .await?;
@@ -177,7 +177,7 @@ pub async fn logout(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(cookie) = session_cookie(&headers) {
-        sqlx::query("DELETE FROM sessions WHERE hash = ? AND user_id = ?")
+        sqlx::query("DELETE FROM sessions WHERE hash = $1 AND user_id = $2")
             .bind(auth::secret_hash(&cookie))
             .bind(&caller.user_id)
             .execute(&app.db)
@@ -206,7 +206,7 @@ pub async fn me(
 ) -> Result<Json<Me>, ApiError> {
     let csrf_token = match (&caller.token_id, session_cookie(&headers)) {
         (None, Some(secret)) => {
-            sqlx::query_scalar("SELECT csrf FROM sessions WHERE hash = ? AND user_id = ?")
+            sqlx::query_scalar("SELECT csrf FROM sessions WHERE hash = $1 AND user_id = $2")
                 .bind(auth::secret_hash(&secret))
                 .bind(&caller.user_id)
                 .fetch_optional(&app.db)
@@ -273,7 +273,7 @@ pub async fn create_user(
         .await
         .map_err(ApiError::internal)?;
     let r = sqlx::query(
-        "INSERT INTO users (id, name, password_hash, created_at) VALUES (?, ?, ?, ?) \
+        "INSERT INTO users (id, name, password_hash, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (name) DO NOTHING",
     )
     .bind(&id)

@@ -98,7 +98,7 @@ pub async fn create_team(
     }
     let mut tx = app.db.begin().await?;
     let r =
-        sqlx::query("INSERT INTO teams (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO teams (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(&req.name)
             .bind(db::now())
             .execute(&mut *tx)
@@ -106,7 +106,7 @@ pub async fn create_team(
     if r.rows_affected() == 0 {
         return Err(ApiError::conflict(format!("team `{}` exists", req.name)));
     }
-    sqlx::query("INSERT INTO members (team, user_id, role) VALUES (?, ?, 'admin')")
+    sqlx::query("INSERT INTO members (team, user_id, role) VALUES ($1, $2, 'admin')")
         .bind(&req.name)
         .bind(&caller.user_id)
         .execute(&mut *tx)
@@ -158,7 +158,7 @@ pub async fn list_members(
     caller.require(&team, Role::Viewer)?;
     let rows = sqlx::query(
         "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.user_id \
-         WHERE m.team = ? ORDER BY u.name",
+         WHERE m.team = $1 ORDER BY u.name",
     )
     .bind(&team)
     .fetch_all(&app.db)
@@ -194,13 +194,13 @@ pub async fn set_member(
     ApiJson(req): ApiJson<SetRole>,
 ) -> Result<Json<Member>, ApiError> {
     caller.require(&team, Role::Admin)?;
-    let user_id: String = sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+    let user_id: String = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
         .bind(&user)
         .fetch_optional(&app.db)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     sqlx::query(
-        "INSERT INTO members (team, user_id, role) VALUES (?, ?, ?) \
+        "INSERT INTO members (team, user_id, role) VALUES ($1, $2, $3) \
          ON CONFLICT (team, user_id) DO UPDATE SET role = excluded.role",
     )
     .bind(&team)
@@ -241,7 +241,7 @@ pub async fn remove_member(
 ) -> Result<StatusCode, ApiError> {
     caller.require(&team, Role::Admin)?;
     let r = sqlx::query(
-        "DELETE FROM members WHERE team = ? AND user_id = (SELECT id FROM users WHERE name = ?)",
+        "DELETE FROM members WHERE team = $1 AND user_id = (SELECT id FROM users WHERE name = $2)",
     )
     .bind(&team)
     .bind(&user)

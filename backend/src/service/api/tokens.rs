@@ -64,7 +64,7 @@ pub async fn list_tokens(
     let rows = sqlx::query(
         "SELECT t.id, t.team, t.name, t.role, u.name, t.created_at, t.revoked_at \
          FROM tokens t JOIN users u ON u.id = t.user_id \
-         WHERE t.team = ? AND (? OR t.user_id = ?) ORDER BY t.created_at, t.id",
+         WHERE t.team = $1 AND ($2 OR t.user_id = $3) ORDER BY t.created_at, t.id",
     )
     .bind(&team)
     .bind(role == Role::Admin)
@@ -123,7 +123,7 @@ pub async fn create_token(
     let now = db::now();
     sqlx::query(
         "INSERT INTO tokens (id, team, user_id, name, role, hash, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&id)
     .bind(&team)
@@ -177,8 +177,8 @@ pub async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     let role = caller.require(&team, Role::Viewer)?;
     let r = sqlx::query(
-        "UPDATE tokens SET revoked_at = ? WHERE id = ? AND team = ? AND revoked_at IS NULL \
-         AND (? OR user_id = ?)",
+        "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND team = $3 AND revoked_at IS NULL \
+         AND ($4 OR user_id = $5)",
     )
     .bind(db::now())
     .bind(&id)

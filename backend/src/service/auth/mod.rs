@@ -157,7 +157,7 @@ fn state_changing(method: &Method) -> bool {
 }
 
 async fn memberships(db: &Db, user_id: &str) -> Result<Vec<(String, Role)>, ApiError> {
-    let rows = sqlx::query("SELECT team, role FROM members WHERE user_id = ? ORDER BY team")
+    let rows = sqlx::query("SELECT team, role FROM members WHERE user_id = $1 ORDER BY team")
         .bind(user_id)
         .fetch_all(db)
         .await?;
@@ -168,7 +168,7 @@ async fn memberships(db: &Db, user_id: &str) -> Result<Vec<(String, Role)>, ApiE
 }
 
 async fn user(db: &Db, user_id: &str) -> Result<Option<(String, bool)>, ApiError> {
-    let row = sqlx::query("SELECT name, server_admin FROM users WHERE id = ?")
+    let row = sqlx::query("SELECT name, server_admin FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_optional(db)
         .await?;
@@ -188,7 +188,7 @@ impl FromRequestParts<AppState> for Caller {
                 .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer <token>`"))?
                 .trim();
             let row = sqlx::query(
-                "SELECT id, team, user_id, role FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+                "SELECT id, team, user_id, role FROM tokens WHERE hash = $1 AND revoked_at IS NULL",
             )
             .bind(secret_hash(secret))
             .fetch_optional(db)
@@ -222,7 +222,7 @@ impl FromRequestParts<AppState> for Caller {
             ));
         };
         let row =
-            sqlx::query("SELECT user_id, csrf FROM sessions WHERE hash = ? AND expires_at > ?")
+            sqlx::query("SELECT user_id, csrf FROM sessions WHERE hash = $1 AND expires_at > $2")
                 .bind(secret_hash(&session))
                 .bind(db::now())
                 .fetch_optional(db)

@@ -1,44 +1,96 @@
-//! The service's state in SQLite: opening, the embedded migrations, and the
-//! small helpers every module shares (ids, clocks, the audit log).
+//! The service's state in SQL: SQLite by default, PostgreSQL when
+//! `database_url` says `postgres://`. One pool type serves both (sqlx's
+//! `Any` driver), so every statement is written once, in the subset both
+//! understand: `$N` placeholders, `ON CONFLICT`, `RETURNING`, BIGINT times.
+//! Where they must differ (the queue claim), `Backend` picks the text.
+//! Also the small helpers every module shares (ids, clocks, the audit log).
 
 use std::borrow::Cow;
-use std::str::FromStr;
-use std::time::Duration;
 
+use sqlx::any::AnyPoolOptions;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{AnyPool, Executor};
 
-pub type Db = SqlitePool;
+pub type Db = AnyPool;
+pub type Row = sqlx::any::AnyRow;
 
-/// The migrations in `backend/migrations/`, compiled into the binary (no
-/// proc macro needed: `include_str!` and sqlx's runtime migrator).
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+/// Which database a `database_url` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Result<Backend, String> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(format!(
+                "database_url `{}`: kiln speaks sqlite:// and postgres://",
+                redact(url)
+            )),
+        }
+    }
+
+    fn migrations(self) -> &'static [(i64, &'static str, &'static str)] {
+        match self {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        }
+    }
+}
+
+/// The migrations in `backend/migrations/<backend>/`, compiled into the
+/// binary (`include_str!` and sqlx's runtime migrator, no proc macro). The
+/// two directories hold the same schema, version for version.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "service",
-        include_str!("../../../migrations/0001_service.sql"),
+        include_str!("../../../migrations/sqlite/0001_service.sql"),
     ),
     (
         2,
         "content_trust",
-        include_str!("../../../migrations/0002_content_trust.sql"),
+        include_str!("../../../migrations/sqlite/0002_content_trust.sql"),
     ),
     (
         3,
         "releases",
-        include_str!("../../../migrations/0003_releases.sql"),
+        include_str!("../../../migrations/sqlite/0003_releases.sql"),
+    ),
+];
+
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "service",
+        include_str!("../../../migrations/postgres/0001_service.sql"),
+    ),
+    (
+        2,
+        "content_trust",
+        include_str!("../../../migrations/postgres/0002_content_trust.sql"),
+    ),
+    (
+        3,
+        "releases",
+        include_str!("../../../migrations/postgres/0003_releases.sql"),
     ),
 ];
 
 #[derive(Debug)]
-struct Embedded;
+struct Embedded(Backend);
 
 impl<'s> MigrationSource<'s> for Embedded {
     fn resolve(self) -> futures_util::future::BoxFuture<'s, Result<Vec<Migration>, BoxDynError>> {
-        Box::pin(async {
-            Ok(MIGRATIONS
+        Box::pin(async move {
+            Ok(self
+                .0
+                .migrations()
                 .iter()
                 .map(|(version, name, sql)| {
                     Migration::new(
@@ -54,28 +106,63 @@ impl<'s> MigrationSource<'s> for Embedded {
     }
 }
 
-/// Opens (creating if needed) the database at `url` and migrates it.
-pub async fn open(url: &str) -> Result<Db, String> {
-    let opts = SqliteConnectOptions::from_str(url)
-        .map_err(|e| format!("database_url `{url}`: {e}"))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(opts)
+/// `url` with any password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// SQLite's settings for a service: WAL so readers never wait for the
+/// writer, foreign keys on, and a wait instead of `SQLITE_BUSY`.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+
+/// Opens the database at `url` (creating a SQLite file if needed) and
+/// migrates it. Several processes may do this at once: the migrator locks.
+pub async fn open(url: &str) -> Result<(Db, Backend), String> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of(url)?;
+    let connect_url = match backend {
+        Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+        _ => url.to_owned(),
+    };
+    let mut options = AnyPoolOptions::new().max_connections(8);
+    if backend == Backend::Sqlite {
+        options = options.after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(SQLITE_PRAGMAS).await?;
+                Ok(())
+            })
+        });
+    }
+    let pool = options
+        .connect(&connect_url)
         .await
-        .map_err(|e| format!("cannot open the database {url}: {e}"))?;
-    let migrator = Migrator::new(Embedded)
+        .map_err(|e| format!("cannot open the database {}: {e}", redact(url)))?;
+    let migrator = Migrator::new(Embedded(backend))
         .await
         .map_err(|e| format!("migrations: {e}"))?;
     migrator
         .run(&pool)
         .await
         .map_err(|e| format!("migrating the database: {e}"))?;
-    Ok(pool)
+    Ok((pool, backend))
+}
+
+/// `n` numbered placeholders from `$first`: `$1, $2, $3`.
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Unix seconds now.
@@ -131,7 +218,7 @@ pub async fn audit(
     detail: serde_json::Value,
 ) {
     let r = sqlx::query(
-        "INSERT INTO audit_log (at, actor, team, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, actor, team, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(now())
     .bind(actor)
@@ -151,6 +238,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backends_by_scheme_and_passwords_redacted() {
+        assert_eq!(Backend::of("sqlite:///k/kiln.db"), Ok(Backend::Sqlite));
+        assert_eq!(
+            Backend::of("postgres://kiln@127.0.0.1/kiln"),
+            Ok(Backend::Postgres)
+        );
+        let e = Backend::of("mysql://u:secret@h/db").unwrap_err();
+        assert!(e.contains("u:***@h") && !e.contains("secret"), "{e}");
+    }
+
+    #[test]
     fn rfc3339_formats_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
@@ -161,9 +259,9 @@ mod tests {
     async fn migrates_and_keeps_the_audit_log_append_only() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = open(&url).await.unwrap();
+        let (db, _) = open(&url).await.unwrap();
         // Opening again runs no migration twice.
-        let db2 = open(&url).await.unwrap();
+        let (db2, _) = open(&url).await.unwrap();
         audit(&db, Some("u"), None, "test", None, serde_json::json!({})).await;
         assert!(sqlx::query("UPDATE audit_log SET action = 'x'")
             .execute(&db2)

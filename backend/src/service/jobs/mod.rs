@@ -1,13 +1,18 @@
 //! Build jobs: the queue is the `builds` table. A bounded pool of workers
-//! claims queued rows with one atomic `UPDATE … RETURNING`, runs the same
-//! engine calls as `kiln build`, records progress as numbered events (what
-//! the SSE stream replays), and stores artifacts content-addressed.
+//! claims queued rows with one atomic `UPDATE … RETURNING` (on PostgreSQL
+//! with `FOR UPDATE SKIP LOCKED`, so worker processes never wait on each
+//! other), runs the same engine calls as `kiln build`, records progress as
+//! numbered events (what the SSE stream replays, from any process), and
+//! stores artifacts content-addressed.
 //!
-//! Restart safety: on start, every build left `running` by a dead process is
-//! queued again while it has attempts left, else failed with the reason.
-//! Identical builds running at once (same spec, formats, name, platform and
-//! image digests) share one execution, singleflight-style. Content trust is
-//! checked per build, before the shared execution.
+//! Restart safety: every process looks for builds whose worker is dead and
+//! queues them again while they have attempts left, else fails them with
+//! the reason. A worker is dead when it is on this host and its process is
+//! gone (found at once after a restart), or when its heartbeat is older than
+//! `heartbeat_timeout_secs` (any host). Identical builds running at once in
+//! one process (same spec, formats, name, platform and image digests) share
+//! one execution, singleflight-style. Content trust is checked per build,
+//! before the shared execution.
 
 pub mod metrics;
 
@@ -123,7 +128,12 @@ impl Default for Jobs {
             running: Mutex::default(),
             flights: Mutex::default(),
             metrics: Metrics::default(),
-            worker_id: format!("{}-{}", std::process::id(), db::random_hex(4)),
+            worker_id: format!(
+                "{}:{}:{}",
+                hostname(),
+                std::process::id(),
+                db::random_hex(4)
+            ),
             stopping: AtomicBool::new(false),
         }
     }
@@ -154,19 +164,29 @@ impl Jobs {
     }
 }
 
-/// Appends an event to a build's log.
+/// Appends an event to a build's log. Two processes may append to one
+/// build at once (the API cancelling, a worker reporting): on PostgreSQL
+/// both can pick the same `seq`, and the loser tries again.
 pub async fn event(app: &AppState, build_id: &str, kind: &str, data: serde_json::Value) {
-    let r = sqlx::query(
-        "INSERT INTO build_events (build_id, seq, kind, data, at) \
-         SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM build_events WHERE build_id = ?",
-    )
-    .bind(build_id)
-    .bind(kind)
-    .bind(data.to_string())
-    .bind(db::now())
-    .bind(build_id)
-    .execute(&app.db)
-    .await;
+    let data = data.to_string();
+    let mut tries = 0;
+    let r = loop {
+        let r = sqlx::query(
+            "INSERT INTO build_events (build_id, seq, kind, data, at) \
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM build_events WHERE build_id = $1",
+        )
+        .bind(build_id)
+        .bind(kind)
+        .bind(&data)
+        .bind(db::now())
+        .execute(&app.db)
+        .await;
+        tries += 1;
+        match r {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && tries < 5 => continue,
+            r => break r,
+        }
+    };
     if let Err(e) = r {
         eprintln!("kiln serve: build {build_id}: cannot record an event: {e}");
     }
@@ -177,66 +197,108 @@ async fn log(app: &AppState, build_id: &str, message: impl Into<String>) {
     event(app, build_id, "log", json!({ "message": message.into() })).await;
 }
 
-/// Builds a dead process left `running`: queued again while attempts
-/// remain, failed with the reason otherwise. With `stale_after`, only those
-/// whose heartbeat is older (other live workers keep theirs fresh).
-pub async fn recover(app: &AppState, stale_after: Option<i64>) -> Result<usize, sqlx::Error> {
-    let cutoff = stale_after.map_or(i64::MAX, |s| db::now() - s);
+/// This machine's name, as worker ids carry it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Whether the worker that claimed a build is gone: a process of this host
+/// that no longer exists, or any worker silent for longer than `timeout`.
+fn worker_is_dead(worker: Option<&str>, heartbeat_at: Option<i64>, now: i64, timeout: i64) -> bool {
+    if heartbeat_at.is_none_or(|at| now - at > timeout) {
+        return true;
+    }
+    let Some((host, rest)) = worker.and_then(|w| w.split_once(':')) else {
+        return true;
+    };
+    let pid = rest.split(':').next().unwrap_or("");
+    host == hostname() && pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists()
+}
+
+/// Builds whose worker died: queued again while attempts remain, failed
+/// with the reason otherwise. Safe to run from every process at any time:
+/// each change is conditional on the row still being `running`.
+pub async fn recover(app: &AppState) -> Result<usize, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, attempts FROM builds WHERE state = 'running' AND COALESCE(heartbeat_at, 0) < ?",
+        "SELECT id, attempts, worker, heartbeat_at FROM builds WHERE state = 'running'",
     )
-    .bind(cutoff)
     .fetch_all(&app.db)
     .await?;
+    let now = db::now();
     let max = app.cfg.max_attempts;
+    let mut recovered = 0;
     for row in &rows {
         let id: String = row.get(0);
         let attempts: i64 = row.get(1);
-        let reason =
-            format!("the server stopped while the build was running (attempt {attempts} of {max})");
-        if attempts < max {
+        let worker: Option<String> = row.get(2);
+        let heartbeat_at: Option<i64> = row.get(3);
+        if !worker_is_dead(
+            worker.as_deref(),
+            heartbeat_at,
+            now,
+            app.cfg.heartbeat_timeout_secs,
+        ) {
+            continue;
+        }
+        let reason = format!("the process running the build stopped (attempt {attempts} of {max})");
+        let (done, kind, data) = if attempts < max {
             let done = sqlx::query(
                 "UPDATE builds SET state = 'queued', worker = NULL, heartbeat_at = NULL \
-                 WHERE id = ? AND state = 'running'",
+                 WHERE id = $1 AND state = 'running' AND worker IS NOT DISTINCT FROM $2",
             )
             .bind(&id)
+            .bind(&worker)
             .execute(&app.db)
             .await?;
-            if done.rows_affected() == 1 {
-                event(
-                    app,
-                    &id,
-                    "state",
-                    json!({ "state": "queued", "reason": format!("{reason}; retrying") }),
-                )
-                .await;
-            }
+            let data = json!({ "state": "queued", "reason": format!("{reason}; retrying") });
+            (done, "state", data)
         } else {
             let done = sqlx::query(
-                "UPDATE builds SET state = 'failed', error = ?, finished_at = ?, worker = NULL \
-                 WHERE id = ? AND state = 'running'",
+                "UPDATE builds SET state = 'failed', error = $1, finished_at = $2, worker = NULL \
+                 WHERE id = $3 AND state = 'running' AND worker IS NOT DISTINCT FROM $4",
             )
             .bind(&reason)
-            .bind(db::now())
+            .bind(now)
             .bind(&id)
+            .bind(&worker)
             .execute(&app.db)
             .await?;
-            if done.rows_affected() == 1 {
-                event(
-                    app,
-                    &id,
-                    "end",
-                    json!({ "state": "failed", "error": reason }),
-                )
-                .await;
-            }
+            (done, "end", json!({ "state": "failed", "error": reason }))
+        };
+        if done.rows_affected() == 1 {
+            recovered += 1;
+            event(app, &id, kind, data).await;
+            let _ = std::fs::remove_dir_all(work_dir(&app.cfg.home, &id));
         }
-        let _ = std::fs::remove_dir_all(work_dir(&app.cfg.home, &id));
     }
-    if !rows.is_empty() {
+    if recovered > 0 {
         app.jobs.queued();
     }
-    Ok(rows.len())
+    Ok(recovered)
+}
+
+/// Looks for builds of dead workers every few seconds.
+pub fn spawn_recovery(app: &AppState) -> tokio::task::JoinHandle<()> {
+    let app = app.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if app.jobs.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            match recover(&app).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    eprintln!("kiln serve: {n} build(s) of a stopped worker retried or failed")
+                }
+                Err(e) => eprintln!("kiln serve: looking for builds of stopped workers: {e}"),
+            }
+        }
+    })
 }
 
 /// Starts `n` workers.
@@ -264,19 +326,27 @@ struct Job {
 
 async fn claim(app: &AppState) -> Result<Option<Job>, sqlx::Error> {
     let now = db::now();
-    let row = sqlx::query(
-        "UPDATE builds SET state = 'running', attempts = attempts + 1, started_at = ?, \
-         heartbeat_at = ?, worker = ? \
-         WHERE id = (SELECT id FROM builds WHERE state = 'queued' ORDER BY created_at, id LIMIT 1) \
+    // SQLite has one writer at a time, so the subquery cannot race; on
+    // PostgreSQL, SKIP LOCKED lets concurrent claims pass each other.
+    let lock = match app.backend {
+        db::Backend::Sqlite => "",
+        db::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    let sql = format!(
+        "UPDATE builds SET state = 'running', attempts = attempts + 1, started_at = $1, \
+         heartbeat_at = $2, worker = $3 \
+         WHERE id = (SELECT id FROM builds WHERE state = 'queued' ORDER BY created_at, id \
+                     LIMIT 1{lock}) \
            AND state = 'queued' \
          RETURNING id, spec, spec_digest, formats, name, arch, pull, attempts, team, \
-           disable_content_trust",
-    )
-    .bind(now)
-    .bind(now)
-    .bind(&app.jobs.worker_id)
-    .fetch_optional(&app.db)
-    .await?;
+           disable_content_trust"
+    );
+    let row = sqlx::query(&sql)
+        .bind(now)
+        .bind(now)
+        .bind(&app.jobs.worker_id)
+        .fetch_optional(&app.db)
+        .await?;
     Ok(row.map(|r| Job {
         id: r.get(0),
         spec: r.get(1),
@@ -344,20 +414,29 @@ async fn execute(app: &AppState, job: Job) {
     )
     .await;
 
-    // Heartbeat, and cancel requests made through another process.
+    // Heartbeat every 2 s, and cancel requests made through another process
+    // (an API process or another server) looked up four times a second.
     let beat = {
         let app = app.clone();
         let id = job.id.clone();
         tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let r = sqlx::query(
-                    "UPDATE builds SET heartbeat_at = ? WHERE id = ? RETURNING cancel_requested",
-                )
-                .bind(db::now())
-                .bind(&id)
-                .fetch_optional(&app.db)
-                .await;
+            for tick in 1u64.. {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let r = if tick % 8 == 0 {
+                    sqlx::query(
+                        "UPDATE builds SET heartbeat_at = $1 WHERE id = $2 \
+                         RETURNING cancel_requested",
+                    )
+                    .bind(db::now())
+                    .bind(&id)
+                    .fetch_optional(&app.db)
+                    .await
+                } else {
+                    sqlx::query("SELECT cancel_requested FROM builds WHERE id = $1")
+                        .bind(&id)
+                        .fetch_optional(&app.db)
+                        .await
+                };
                 if let Ok(Some(row)) = r {
                     if row.get::<i64, _>(0) != 0 {
                         let _ = cancel_tx.send(true);
@@ -393,8 +472,10 @@ async fn execute(app: &AppState, job: Job) {
         if let Outcome::Succeeded(outputs) = &outcome {
             for o in outputs {
                 sqlx::query(
-                    "INSERT OR REPLACE INTO artifacts (build_id, name, size, sha256, media_type) \
-                     VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO artifacts (build_id, name, size, sha256, media_type) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (build_id, name) DO UPDATE \
+                     SET size = excluded.size, sha256 = excluded.sha256, \
+                         media_type = excluded.media_type",
                 )
                 .bind(&job.id)
                 .bind(&o.name)
@@ -406,8 +487,8 @@ async fn execute(app: &AppState, job: Job) {
             }
         }
         sqlx::query(
-            "UPDATE builds SET state = ?, error = ?, finished_at = ?, worker = NULL \
-             WHERE id = ? AND state = 'running'",
+            "UPDATE builds SET state = $1, error = $2, finished_at = $3, worker = NULL \
+             WHERE id = $4 AND state = 'running'",
         )
         .bind(state)
         .bind(&error)
@@ -449,7 +530,7 @@ async fn execute(app: &AppState, job: Job) {
 /// The trust policy `team`'s builds run under: the server's together with
 /// the team's stored one.
 pub async fn team_trust_policy(app: &AppState, team: &str) -> Result<TrustPolicy, String> {
-    let stored: Option<String> = sqlx::query_scalar("SELECT policy FROM policies WHERE team = ?")
+    let stored: Option<String> = sqlx::query_scalar("SELECT policy FROM policies WHERE team = $1")
         .bind(team)
         .fetch_optional(&app.db)
         .await
@@ -526,7 +607,7 @@ async fn check_trust(
         "verified": verified,
         "boot_loaders": record.boot_loaders,
     });
-    sqlx::query("UPDATE builds SET content_trust = ? WHERE id = ?")
+    sqlx::query("UPDATE builds SET content_trust = $1 WHERE id = $2")
         .bind(stored.to_string())
         .bind(&job.id)
         .execute(&app.db)
@@ -559,7 +640,7 @@ async fn record_images(
             )
         })
         .collect();
-    sqlx::query("UPDATE builds SET images = ? WHERE id = ?")
+    sqlx::query("UPDATE builds SET images = $1 WHERE id = $2")
         .bind(serde_json::to_string(&recorded).unwrap_or_default())
         .bind(id)
         .execute(&app.db)
