@@ -1,7 +1,9 @@
-//! Benchmark (not a test): `kiln build -f raw-efi` and `-f iso-efi` of a
-//! small fixture spec from a warm store (images pulled, initrd members
-//! cached), against `-f kernel+initrd` of the same spec measured in the
-//! same run, which both formats start from.
+//! Benchmark (not a test): `kiln build -f raw-efi`, `-f iso-efi`,
+//! `-f kernel+squashfs` and `-f kernel+iso` of a small fixture spec from a
+//! warm store (images pulled, initrd members cached), against
+//! `-f kernel+initrd` of the same spec measured in the same run (the EFI
+//! formats start from it; the rootfs images are written from the same
+//! entry stream instead of the initrd).
 //!
 //! ```text
 //! cargo build [--release] -p kiln-backend --bin kiln
@@ -64,6 +66,8 @@ fn main() -> anyhow::Result<()> {
         ("kernel+initrd", "bench-initrd.img"),
         ("raw-efi", "bench-efi.img"),
         ("iso-efi", "bench-efi.iso"),
+        ("kernel+squashfs", "bench-squashfs.img"),
+        ("kernel+iso", "bench.iso"),
     ] {
         let mut times = Vec::new();
         for _ in 0..runs {
@@ -77,7 +81,7 @@ fn main() -> anyhow::Result<()> {
     println!("median of {runs} builds each, warm store and initrd member cache:");
     for (format, median, size) in &rows {
         println!(
-            "{format:<14} {:>7.3} s  {:>7.1} MiB  = {:.2}x kernel+initrd",
+            "{format:<16} {:>7.3} s  {:>7.1} MiB  = {:.2}x kernel+initrd",
             median.as_secs_f64(),
             *size as f64 / (1 << 20) as f64,
             median.as_secs_f64() / base

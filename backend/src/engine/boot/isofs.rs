@@ -36,6 +36,8 @@ pub enum IsoFsError {
     Date { path: String, mtime: u64 },
     #[error("the ISO would be over 2^32 sectors")]
     TooLarge,
+    #[error("{0} directories; an ISO 9660 path table numbers at most 65535")]
+    TooManyDirectories(usize),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -633,6 +635,10 @@ pub fn write<W: Write>(
     mut out: W,
 ) -> Result<(W, u64), IsoFsError> {
     let layout = Layout::new(tree)?;
+    let dirs = layout.nodes.iter().filter(|n| *n.node == Node::Dir).count();
+    if dirs > usize::from(u16::MAX) {
+        return Err(IsoFsError::TooManyDirectories(dirs));
+    }
     let mut primary = layout.view(false);
     let mut joliet = layout.view(true);
 

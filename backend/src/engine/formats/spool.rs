@@ -160,6 +160,18 @@ impl Spooled {
             gid: entry.gid,
             mtime: entry.mtime,
         };
+        if entry.path.is_empty() {
+            return match entry.kind {
+                Kind::Dir => {
+                    self.dir_meta = meta;
+                    Ok(())
+                }
+                _ => Err(invalid(SpoolError::NotADirectory {
+                    path: "/".into(),
+                    parent: "/".into(),
+                })),
+            };
+        }
         let node = match &entry.kind {
             Kind::File => {
                 let offset = self.spool_len;

@@ -26,6 +26,8 @@ pub enum SquashfsError {
         major: u32,
         minor: u32,
     },
+    #[error("`{path}`: a squashfs name is at most 256 bytes")]
+    NameTooLong { path: String },
     #[error("`{path}`: squashfs cannot store this name: {error}")]
     Name { path: String, error: BackhandError },
     #[error("writing squashfs: {0}")]
@@ -63,6 +65,9 @@ pub fn write<W: Write + Seek>(tree: &Spooled, mtime: u32, mut out: W) -> Result<
     fs.set_root_uid(root.uid);
     fs.set_root_gid(root.gid);
     for (path, item) in &tree.items {
+        if path.rsplit('/').next().is_some_and(|n| n.len() > 256) {
+            return Err(SquashfsError::NameTooLong { path: path.clone() });
+        }
         let h = header(path, item.meta)?;
         let pushed = match &item.node {
             Node::File { offset, len } => fs.push_file(tree.reader(*offset, *len), path, h),
