@@ -62,6 +62,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "releases",
         include_str!("../../../migrations/sqlite/0003_releases.sql"),
     ),
+    (
+        4,
+        "flights",
+        include_str!("../../../migrations/sqlite/0004_flights.sql"),
+    ),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -79,6 +84,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "releases",
         include_str!("../../../migrations/postgres/0003_releases.sql"),
+    ),
+    (
+        4,
+        "flights",
+        include_str!("../../../migrations/postgres/0004_flights.sql"),
     ),
 ];
 

@@ -271,6 +271,10 @@ pub async fn recover(app: &AppState) -> Result<usize, sqlx::Error> {
         };
         if done.rows_affected() == 1 {
             recovered += 1;
+            sqlx::query("DELETE FROM flights WHERE build_id = $1")
+                .bind(&id)
+                .execute(&app.db)
+                .await?;
             event(app, &id, kind, data).await;
             let _ = std::fs::remove_dir_all(work_dir(&app.cfg.home, &id));
         }
@@ -496,6 +500,11 @@ async fn execute(app: &AppState, job: Job) {
         .bind(&job.id)
         .execute(&mut *tx)
         .await?;
+        // Followers in other processes now find the build ended.
+        sqlx::query("DELETE FROM flights WHERE build_id = $1")
+            .bind(&job.id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await
     };
     if let Err(e) = finish.await {
@@ -772,18 +781,23 @@ async fn run(app: &AppState, job: &Job) -> Result<Vec<Output>, String> {
     let result = flight
         .result
         .get_or_init(|| {
-            write(
+            across_processes(
                 app,
                 job,
-                spec,
-                formats,
-                platform,
-                Resolved {
-                    images,
-                    boot,
-                    signer,
-                },
-                cancel,
+                &key,
+                write(
+                    app,
+                    job,
+                    spec,
+                    formats,
+                    platform,
+                    Resolved {
+                        images,
+                        boot,
+                        signer,
+                    },
+                    cancel,
+                ),
             )
         })
         .await
@@ -854,6 +868,109 @@ async fn resolve_boot_loaders(
         *slot = Some(loader);
     }
     Ok(boot)
+}
+
+/// Singleflight between processes: the build that inserts the flight row
+/// for `key` writes; a build finding another's row waits for that build to
+/// end, and takes its artifacts when it succeeded (their bytes are already
+/// in the shared artifact store). When the leader fails, is cancelled or
+/// dies, a waiter leads instead.
+async fn across_processes(
+    app: &AppState,
+    job: &Job,
+    key: &str,
+    write: impl std::future::Future<Output = Result<Vec<Output>, String>>,
+) -> Result<Vec<Output>, String> {
+    let db_error = |e: sqlx::Error| format!("the build queue's database: {e}");
+    let mut announced = None;
+    loop {
+        let led = sqlx::query(
+            "INSERT INTO flights (key, build_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(&job.id)
+        .bind(db::now())
+        .execute(&app.db)
+        .await
+        .map_err(db_error)?;
+        if led.rows_affected() == 1 {
+            return write.await;
+        }
+        let leader: Option<String> =
+            sqlx::query_scalar("SELECT build_id FROM flights WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&app.db)
+                .await
+                .map_err(db_error)?;
+        let Some(leader) = leader else {
+            continue;
+        };
+        if leader == job.id {
+            // Left by this build's own earlier attempt.
+            sqlx::query("DELETE FROM flights WHERE key = $1 AND build_id = $2")
+                .bind(key)
+                .bind(&leader)
+                .execute(&app.db)
+                .await
+                .map_err(db_error)?;
+            continue;
+        }
+        if announced.as_ref() != Some(&leader) {
+            log(
+                app,
+                &job.id,
+                format!(
+                    "an identical build ({leader}) runs in another process; waiting for its result"
+                ),
+            )
+            .await;
+            announced = Some(leader.clone());
+        }
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM builds WHERE id = $1")
+                    .bind(&leader)
+                    .fetch_optional(&app.db)
+                    .await
+                    .map_err(db_error)?;
+            match state.as_deref() {
+                Some("succeeded") => return artifacts_of(app, &leader).await.map_err(db_error),
+                Some("running") => continue,
+                // Failed, cancelled, or queued again after its worker died:
+                // its row (if any is left) no longer stands for a write.
+                _ => {
+                    sqlx::query("DELETE FROM flights WHERE key = $1 AND build_id = $2")
+                        .bind(key)
+                        .bind(&leader)
+                        .execute(&app.db)
+                        .await
+                        .map_err(db_error)?;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The artifacts a finished build recorded.
+async fn artifacts_of(app: &AppState, build_id: &str) -> Result<Vec<Output>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT name, size, sha256, media_type FROM artifacts WHERE build_id = $1 ORDER BY name",
+    )
+    .bind(build_id)
+    .fetch_all(&app.db)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Output {
+            name: r.get(0),
+            size: r.get::<i64, _>(1) as u64,
+            sha256: r.get(2),
+            media_type: r.get(3),
+        })
+        .collect())
 }
 
 fn platform_name(p: &Platform) -> String {
