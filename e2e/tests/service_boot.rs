@@ -1,6 +1,7 @@
 //! Bootable formats through the real `kiln serve`: the server's configured
 //! EFI stub image (`KILN_EFI_STUB`) is pulled from the real registry and
-//! checked against the trust policy like the spec's images; `uki` and
+//! checked against the trust policy like the spec's images (by `kiln
+//! build` too); `uki` and
 //! `raw-efi` of the fixture spec are built, downloaded over HTTP and
 //! checked against their recorded sha256. A stub from a trusted org
 //! without a valid signature fails the build, naming it; a bootable format
@@ -257,10 +258,11 @@ fn uki_and_raw_efi_build_with_the_configured_signed_stub() {
         .args(["a.yml", "b.yml"])
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains(&format!("verified {stub} ({})", pushed.digest)),
+        "kiln build did not verify the stub: {stderr}"
     );
     let cli: Value =
         serde_json::from_slice(&std::fs::read(work.path().join("boot-measurements.json")).unwrap())
@@ -339,4 +341,21 @@ fn an_unsigned_stub_from_a_trusted_org_fails_the_build() {
         "{error}"
     );
     assert!(b["artifacts"].as_array().unwrap().is_empty(), "{b}");
+
+    // `kiln build` refuses the same stub under the same policy.
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("boot.yml"), spec(&seeded)).unwrap();
+    let out = kiln_in(work.path())
+        .args(["build", "-f", "uki", "--efi-stub", &stub, "--trust-policy"])
+        .arg(&policy)
+        .arg("boot.yml")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(UNSIGNED_STUB_REPO) && stderr.contains("no signature (unsigned)"),
+        "{stderr}"
+    );
+    assert!(!work.path().join("boot.efi").exists());
 }
