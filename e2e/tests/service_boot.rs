@@ -1,9 +1,8 @@
 //! Bootable formats through the real `kiln serve`: the server's configured
 //! EFI stub image (`KILN_EFI_STUB`) is pulled from the real registry and
 //! checked against the trust policy like the spec's images (by `kiln
-//! build` too); `uki` and
-//! `raw-efi` of the fixture spec are built, downloaded over HTTP and
-//! checked against their recorded sha256. A stub from a trusted org
+//! build` too); `uki` and `raw-efi` of the fixture spec are built,
+//! downloaded over HTTP and checked against their recorded sha256. A stub from a trusted org
 //! without a valid signature fails the build, naming it; a bootable format
 //! with no stub configured is refused at submission. The build carries
 //! the measurement manifests, whose DSSE envelopes verify with the team's
