@@ -8,12 +8,20 @@ pub enum Route {
     Builds,
     Build(String),
     Team,
+    Releases,
     Login,
     NotFound,
 }
 
 /// The paths the server must answer with the app (`{id}` any build id).
-pub const PATHS: [&str; 5] = ["/", "/builds", "/builds/{id}", "/team", "/login"];
+pub const PATHS: [&str; 6] = [
+    "/",
+    "/builds",
+    "/builds/{id}",
+    "/team",
+    "/releases",
+    "/login",
+];
 
 impl Route {
     pub fn parse(path: &str) -> Route {
@@ -22,6 +30,7 @@ impl Route {
             "" => Route::Editor,
             "/builds" => Route::Builds,
             "/team" => Route::Team,
+            "/releases" => Route::Releases,
             "/login" => Route::Login,
             _ => match path.strip_prefix("/builds/") {
                 Some(id) if valid_id(id) => Route::Build(id.to_owned()),
@@ -36,6 +45,7 @@ impl Route {
             Route::Builds => "/builds".into(),
             Route::Build(id) => format!("/builds/{id}"),
             Route::Team => "/team".into(),
+            Route::Releases => "/releases".into(),
             Route::Login => "/login".into(),
             Route::NotFound => "/404".into(),
         }
@@ -48,6 +58,7 @@ impl Route {
             Route::Builds => "Builds",
             Route::Build(_) => "Build",
             Route::Team => "Team",
+            Route::Releases => "Releases",
             Route::Login => "Log in",
             Route::NotFound => "Not found",
         }
@@ -69,6 +80,7 @@ mod tests {
             Route::Builds,
             Route::Build("0193abc-12".into()),
             Route::Team,
+            Route::Releases,
             Route::Login,
         ] {
             assert_eq!(Route::parse(&r.path()), r);

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use yew::prelude::*;
 
-use super::{api, build_page, builds, editor, login, team};
+use super::{api, build_page, builds, editor, login, releases, team};
 use crate::model::api::Me;
 use crate::model::route::Route;
 
@@ -118,6 +118,7 @@ pub fn App() -> Html {
         (_, Route::Builds) => html! { <builds::BuildsPage /> },
         (_, Route::Build(id)) => html! { <build_page::BuildPage id={id.clone()} /> },
         (_, Route::Team) => html! { <team::TeamPage /> },
+        (_, Route::Releases) => html! { <releases::ReleasesPage /> },
         (_, Route::NotFound) => html! {
             <section><h1>{ "Not found" }</h1><p>{ "There is no page at this address." }</p></section>
         },
@@ -162,6 +163,7 @@ pub fn App() -> Html {
                     <nav aria-label="Main">
                         { link(Route::Editor, "Editor") }
                         { link(Route::Builds, "Builds") }
+                        { link(Route::Releases, "Releases") }
                         { link(Route::Team, "Team") }
                     </nav>
                     <span class="who">

@@ -193,6 +193,9 @@ pub fn BuildPage(props: &Props) -> Html {
                 <p class="error" role="alert">{ err }</p>
             }
             <ErrorText error={(*error).clone()} />
+            if p.state == "succeeded" {
+                <super::releases::PublishForm build={Build { state: p.state.clone(), ..build.clone() }} />
+            }
 
             <h2>{ "Outputs" }</h2>
             <ul class="outputs">
