@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { env, launch, check, runSteps } from "./lib.mjs";
+import { publishSteps } from "./publish.mjs";
 
 const base = env("KILN_URL");
 const out = env("KILN_OUT");
@@ -175,6 +176,8 @@ const STEPS = [
     },
   },
 ];
+
+STEPS.push(...publishSteps(base, logIn));
 
 const browser = await launch();
 try {

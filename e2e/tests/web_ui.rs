@@ -2,7 +2,8 @@
 //! real registry holding the fixture images: log in, see a typo marked
 //! while typing with no request to the server, fix it, build, download the
 //! initrd and check its digest, and check what a viewer of another team
-//! sees. The browser side is `e2e/browser/scenario.mjs`; screenshots of
+//! sees; a publisher publishes the build and sees the release verified,
+//! and a viewer of the team sees no publish button. The browser side is `e2e/browser/scenario.mjs`; screenshots of
 //! every step land in `$CARGO_TARGET_TMPDIR/web_ui/screenshots` (and in
 //! `$KILN_SCREENSHOTS_TO` when set, which is how docs/screenshots/ is made).
 
@@ -18,6 +19,8 @@ use sha2::{Digest, Sha256};
 
 const BUILDER: (&str, &str) = ("bea-builder", "builder-password-1");
 const VIEWER: (&str, &str) = ("vic-viewer", "viewer-password-1");
+const PUBLISHER: (&str, &str) = ("pam-publisher", "publisher-password-1");
+const TEAM_VIEWER: (&str, &str) = ("tess-viewer", "viewer-password-2");
 /// The line of [`spec`] whose key the scenario misspells.
 const KEY_LINE: usize = 9;
 const KEY: &str = "readonly";
@@ -59,7 +62,7 @@ fn editor_build_and_roles_in_a_real_browser() {
 
     // Accounts: a builder in `default`, a viewer in another team only.
     let admin = server.admin_token().unwrap();
-    for (user, password) in [BUILDER, VIEWER] {
+    for (user, password) in [BUILDER, VIEWER, PUBLISHER, TEAM_VIEWER] {
         call(
             "POST",
             "/api/v1/users",
@@ -83,6 +86,15 @@ fn editor_build_and_roles_in_a_real_browser() {
         json!({"role": "builder"}),
         200,
     );
+    for (user, role) in [(PUBLISHER.0, "publisher"), (TEAM_VIEWER.0, "viewer")] {
+        call(
+            "PUT",
+            &member("default", user),
+            &admin,
+            json!({ "role": role }),
+            200,
+        );
+    }
     // A token acts in its own team only.
     let password = server.admin_password.clone().unwrap();
     let audit_admin = server.token("admin", &password, "audit").unwrap();
@@ -101,6 +113,7 @@ fn editor_build_and_roles_in_a_real_browser() {
         .unwrap()
         .trim_start()
         .starts_with(KEY));
+    let publish_to = format!("{}/releases/web:1.0", registry.host());
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
@@ -116,6 +129,11 @@ fn editor_build_and_roles_in_a_real_browser() {
             ("KILN_BUILDER_PASSWORD", BUILDER.1.to_owned()),
             ("KILN_VIEWER", VIEWER.0.to_owned()),
             ("KILN_VIEWER_PASSWORD", VIEWER.1.to_owned()),
+            ("KILN_PUBLISHER", PUBLISHER.0.to_owned()),
+            ("KILN_PUBLISHER_PASSWORD", PUBLISHER.1.to_owned()),
+            ("KILN_TEAM_VIEWER", TEAM_VIEWER.0.to_owned()),
+            ("KILN_TEAM_VIEWER_PASSWORD", TEAM_VIEWER.1.to_owned()),
+            ("KILN_PUBLISH_TO", publish_to.clone()),
         ],
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
@@ -160,6 +178,24 @@ fn editor_build_and_roles_in_a_real_browser() {
     assert_eq!(initrd["sha256"], digest.as_str());
     assert_eq!(result["initrd_sha256"], digest.as_str());
     assert_eq!(initrd["size"], downloaded.len() as u64);
+
+    // The publisher's release, as the server recorded it.
+    assert_eq!(result["release_status"], "Verified", "{result}");
+    assert_eq!(result["viewer_publish_buttons"], 0, "{result}");
+    let release = call(
+        "GET",
+        &format!(
+            "/api/v1/releases/{}",
+            result["release_id"].as_str().unwrap()
+        ),
+        &admin,
+        Value::Null,
+        200,
+    );
+    assert_eq!(release["reference"], publish_to.as_str(), "{release}");
+    assert_eq!(release["build_id"], id, "{release}");
+    assert_eq!(release["published_by"], PUBLISHER.0, "{release}");
+    assert_eq!(release["verification"], "verified", "{release}");
 
     if let Some(to) = std::env::var_os("KILN_SCREENSHOTS_TO") {
         let to = Path::new(&to);

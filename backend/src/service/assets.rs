@@ -18,7 +18,14 @@ type Asset = (&'static str, &'static [u8], Option<&'static [u8]>);
 static ASSETS: &[Asset] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
 /// The app's own paths (kept in step with the front end's routes).
-const PAGES: [&str; 6] = ["/", "/builds", "/builds/{id}", "/team", "/releases", "/login"];
+const PAGES: [&str; 6] = [
+    "/",
+    "/builds",
+    "/builds/{id}",
+    "/team",
+    "/releases",
+    "/login",
+];
 
 const NOT_BUILT: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <title>kiln</title></head><body><main><h1>kiln</h1>\
