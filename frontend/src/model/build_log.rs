@@ -177,7 +177,11 @@ impl Progress {
                     if let Some(r) = &s.reason {
                         text.push_str(&format!(" ({r})"));
                     }
-                    self.state = s.state;
+                    // A page opened on a finished build replays its whole
+                    // stream: its early states must not undo the end.
+                    if !self.ended() {
+                        self.state = s.state;
+                    }
                     text
                 }
                 Err(_) => format!("state: {data}"),
@@ -288,6 +292,17 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finished_build_stays_finished_while_its_stream_replays() {
+        let mut p = Progress::new(&build("succeeded"));
+        p.apply(1, "state", r#"{"state":"queued"}"#, "b1");
+        p.apply(2, "state", r#"{"state":"running","attempt":1}"#, "b1");
+        assert_eq!(p.state, "succeeded");
+        assert_eq!(p.log[1].text, "state: running (attempt 1)");
+        p.apply(3, "end", r#"{"state":"succeeded","error":null}"#, "b1");
+        assert_eq!(p.state, "succeeded");
+    }
 
     fn build(state: &str) -> Build {
         serde_json::from_value(serde_json::json!({
