@@ -22,6 +22,18 @@ export async function launch() {
   });
 }
 
+// Logs out whoever is logged in (if anyone) and logs `user` in.
+export async function switchUser(page, base, logIn, user, password) {
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.goto(`${base}/`);
+  const logout = page.getByRole("button", { name: "Log out" });
+  if (await logout.count()) {
+    await logout.click();
+    await page.getByLabel("User name").waitFor();
+  }
+  await logIn(page, user, password);
+}
+
 export function check(condition, message) {
   if (!condition) throw new Error(message);
 }

@@ -2,19 +2,10 @@
 // scenario's build from its page, sees the release listed as verified and
 // verifies it again; a viewer of the same team sees the build but no
 // publish button.
-import { env, check } from "./lib.mjs";
+import { env, check, switchUser } from "./lib.mjs";
 
 export function publishSteps(base, logIn) {
-  async function as(page, user, password) {
-    await page.setViewportSize({ width: 1280, height: 800 });
-    await page.goto(`${base}/`);
-    const logout = page.getByRole("button", { name: "Log out" });
-    if (await logout.count()) {
-      await logout.click();
-      await page.getByLabel("User name").waitFor();
-    }
-    await logIn(page, user, password);
-  }
+  const as = (page, user, password) => switchUser(page, base, logIn, user, password);
   return [
     {
       name: "publisher-publishes",

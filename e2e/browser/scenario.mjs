@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { env, launch, check, runSteps } from "./lib.mjs";
 import { publishSteps } from "./publish.mjs";
+import { pcrSteps } from "./pcrs.mjs";
 
 const base = env("KILN_URL");
 const out = env("KILN_OUT");
@@ -178,6 +179,7 @@ const STEPS = [
 ];
 
 STEPS.push(...publishSteps(base, logIn));
+STEPS.push(...pcrSteps(base, logIn));
 
 const browser = await launch();
 try {

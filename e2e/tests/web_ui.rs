@@ -3,15 +3,19 @@
 //! while typing with no request to the server, fix it, build, download the
 //! initrd and check its digest, and check what a viewer of another team
 //! sees; a publisher publishes the build and sees the release verified,
-//! and a viewer of the team sees no publish button. The browser side is `e2e/browser/scenario.mjs`; screenshots of
+//! and a viewer of the team sees no publish button; a `uki` build's page
+//! shows the PCR table of its measurement manifest, PCR 11 as the manifest
+//! has it. The browser side is `e2e/browser/scenario.mjs`; screenshots of
 //! every step land in `$CARGO_TARGET_TMPDIR/web_ui/screenshots` (and in
 //! `$KILN_SCREENSHOTS_TO` when set, which is how docs/screenshots/ is made).
 
 mod cache_common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use cache_common::{fixtures, kiln_bin, reference, registry_with};
+use kiln_e2e::fixtures::{boot, FixtureOptions};
 use kiln_e2e::service::{hex_of, Service};
 use kiln_e2e::web::{node, require_ui};
 use serde_json::{json, Value};
@@ -45,13 +49,28 @@ services:
     )
 }
 
+/// The EFI stub image the server builds UKIs with.
+fn boot_fixtures() -> boot::BootFixtures {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui-boot-fixtures");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = FixtureOptions::from_env(&dir).unwrap();
+    boot::build(&opts).unwrap_or_else(|e| panic!("boot fixtures: {e:#}"))
+}
+
 #[test]
 fn editor_build_and_roles_in_a_real_browser() {
     let set = fixtures();
-    let registry = registry_with(&[&set.kernel, &set.init, &set.plain]);
+    let stub = boot_fixtures().efi_stub;
+    let registry = registry_with(&[&set.kernel, &set.init, &set.plain, &stub]);
     let home = tempfile::tempdir().unwrap();
-    let server =
-        Service::start(&kiln_bin(), home.path(), &[], &[]).unwrap_or_else(|e| panic!("{e:#}"));
+    let server = Service::start(
+        &kiln_bin(),
+        home.path(),
+        &[],
+        &[("KILN_EFI_STUB", &reference(&registry, &stub))],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
     require_ui(&server).unwrap_or_else(|e| panic!("{e:#}"));
     let call = |method: &str, path: &str, token: &str, body: Value, expect: u16| {
         let body = (!body.is_null()).then_some(body);
@@ -114,6 +133,19 @@ fn editor_build_and_roles_in_a_real_browser() {
         .trim_start()
         .starts_with(KEY));
     let publish_to = format!("{}/releases/web:1.0", registry.host());
+    // A `uki` build for the PCR table, submitted now so it runs while the
+    // browser works through the earlier steps.
+    let builder = server
+        .token(BUILDER.0, BUILDER.1, "default")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let uki = call(
+        "POST",
+        "/api/v1/builds",
+        &builder,
+        json!({"spec": spec, "formats": ["uki"], "name": "measured"}),
+        202,
+    );
+    let uki = uki["id"].as_str().unwrap().to_owned();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
@@ -134,6 +166,7 @@ fn editor_build_and_roles_in_a_real_browser() {
             ("KILN_TEAM_VIEWER", TEAM_VIEWER.0.to_owned()),
             ("KILN_TEAM_VIEWER_PASSWORD", TEAM_VIEWER.1.to_owned()),
             ("KILN_PUBLISH_TO", publish_to.clone()),
+            ("KILN_UKI_BUILD", uki.clone()),
         ],
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
@@ -196,6 +229,37 @@ fn editor_build_and_roles_in_a_real_browser() {
     assert_eq!(release["build_id"], id, "{release}");
     assert_eq!(release["published_by"], PUBLISHER.0, "{release}");
     assert_eq!(release["verification"], "verified", "{release}");
+
+    // PCR 11 on the page is the value of the manifest the server stored.
+    let build = server
+        .wait_state(&admin, &uki, &["succeeded"], Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let manifest = build["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["media_type"] == "application/vnd.kiln.measurements.v1+json")
+        .unwrap_or_else(|| panic!("no measurement manifest: {build}"));
+    let r = server
+        .call("GET", manifest["url"].as_str().unwrap(), &admin, None)
+        .unwrap();
+    assert_eq!(r.status, 200, "{r}");
+    let manifest = r.json();
+    let pcr11 = manifest["pcrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pcr"] == 11)
+        .expect("PCR 11 in the manifest");
+    assert_eq!(
+        result["pcr11_sha256"], pcr11["values"]["sha256"],
+        "{result}"
+    );
+    assert_eq!(
+        result["pcr11_events"],
+        pcr11["events"].as_array().unwrap().len(),
+        "{result}"
+    );
 
     if let Some(to) = std::env::var_os("KILN_SCREENSHOTS_TO") {
         let to = Path::new(&to);

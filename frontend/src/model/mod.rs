@@ -7,6 +7,7 @@ pub mod draft;
 pub mod history;
 pub mod keys;
 pub mod markers;
+pub mod pcrs;
 pub mod releases;
 pub mod route;
 pub mod templates;

@@ -62,6 +62,12 @@ pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiFailure> {
     parse(status, &text)
 }
 
+/// A GET of a URL the API handed out (an artifact), read as JSON.
+pub async fn get_at<T: DeserializeOwned>(url: &str) -> Result<T, ApiFailure> {
+    let (status, text) = run(Request::get(url), None).await?;
+    parse(status, &text)
+}
+
 pub async fn post<B: Serialize, T: DeserializeOwned>(
     path: &str,
     body: &B,

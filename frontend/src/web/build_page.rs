@@ -1,5 +1,6 @@
 //! One build: its live log over SSE with progress, the images it resolved
-//! with their trust verdicts, and its artifacts with digests.
+//! with their trust verdicts, its artifacts with digests, and the PCR
+//! table of each measurement manifest among them.
 
 use std::rc::Rc;
 
@@ -9,9 +10,11 @@ use yew::prelude::*;
 
 use super::api;
 use super::app::Ctx;
+use super::pcr_table::PcrTable;
 use super::widgets::ErrorText;
 use crate::model::api::{ApiFailure, Build, Role};
 use crate::model::build_log::Progress;
+use crate::model::pcrs;
 use crate::model::units;
 
 /// An open event stream and the listeners it calls.
@@ -260,6 +263,13 @@ pub fn BuildPage(props: &Props) -> Html {
                     </tbody>
                 </table>
                 </div>
+            }
+
+            if p.state == "succeeded" && pcrs::manifests(&p.artifacts).next().is_some() {
+                <h2>{ "Measured boot" }</h2>
+                { for pcrs::manifests(&p.artifacts).enumerate().map(|(i, a)| html! {
+                    <PcrTable key={a.name.clone()} url={a.url.clone()} name={a.name.clone()} index={i} />
+                }) }
             }
 
             <h2 id="log-title">{ "Log" }</h2>

@@ -7,6 +7,7 @@ mod build_page;
 mod builds;
 mod editor;
 mod login;
+mod pcr_table;
 mod releases;
 mod team;
 mod widgets;
