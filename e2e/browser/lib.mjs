@@ -27,9 +27,12 @@ export async function switchUser(page, base, logIn, user, password) {
   await page.setViewportSize({ width: 1280, height: 800 });
   await page.goto(`${base}/`);
   const logout = page.getByRole("button", { name: "Log out" });
+  const name = page.getByLabel("User name");
+  // The app asks the server who is logged in before it draws either.
+  await logout.or(name).first().waitFor();
   if (await logout.count()) {
     await logout.click();
-    await page.getByLabel("User name").waitFor();
+    await name.waitFor();
   }
   await logIn(page, user, password);
 }
