@@ -1,18 +1,20 @@
 // The spec editor: CodeMirror 6 with YAML highlighting, history, search,
 // completion and lint markers. The Rust app owns validation and completion
-// (both run in WASM); this file only wires them into CodeMirror.
+// (both run in WASM); this file only wires them into CodeMirror. Bracket
+// matching, auto-closed brackets and rectangular selection are left out:
+// YAML specs hardly use brackets, and the bytes count against the budget.
 import { EditorState } from "@codemirror/state";
 import {
   EditorView, keymap, lineNumbers, highlightActiveLine, highlightActiveLineGutter,
-  highlightSpecialChars, drawSelection, rectangularSelection,
+  highlightSpecialChars, drawSelection,
 } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import {
-  syntaxHighlighting, defaultHighlightStyle, indentOnInput, bracketMatching, indentUnit,
+  syntaxHighlighting, defaultHighlightStyle, indentOnInput, indentUnit,
   StreamLanguage,
 } from "@codemirror/language";
 import { searchKeymap, highlightSelectionMatches, search } from "@codemirror/search";
-import { autocompletion, completionKeymap, closeBrackets, closeBracketsKeymap } from "@codemirror/autocomplete";
+import { autocompletion, completionKeymap } from "@codemirror/autocomplete";
 import { lintGutter, lintKeymap, setDiagnostics } from "@codemirror/lint";
 // The stream-mode YAML highlighter: a tenth of the size of the Lezer
 // grammar, and kiln validates in WASM anyway.
@@ -48,12 +50,11 @@ export function create(parent, doc, onChange, complete) {
         lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars(), history(),
         drawSelection(), EditorState.allowMultipleSelections.of(true),
         indentOnInput(), indentUnit.of("  "), EditorState.tabSize.of(2),
-        syntaxHighlighting(defaultHighlightStyle, { fallback: true }), bracketMatching(),
-        closeBrackets(), rectangularSelection(), highlightActiveLine(),
+        syntaxHighlighting(defaultHighlightStyle, { fallback: true }), highlightActiveLine(),
         highlightSelectionMatches(), search({ top: true }), StreamLanguage.define(yaml), lintGutter(),
         autocompletion({ override: [completionSource(complete)], activateOnTyping: true }),
         keymap.of([
-          ...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap,
+          ...defaultKeymap, ...searchKeymap, ...historyKeymap,
           ...completionKeymap, ...lintKeymap, indentWithTab,
         ]),
         EditorView.contentAttributes.of({ "aria-label": "Spec (YAML)", "aria-multiline": "true" }),
