@@ -170,44 +170,57 @@ pub struct CreatedToken {
 
 /// A team's trust policy; the document stays JSON text (the UI shows and
 /// edits it as such).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    pub policy: Box<serde_json::value::RawValue>,
-    #[serde(default)]
+    pub policy: String,
     pub updated_at: Option<String>,
 }
 
 /// The body of `PUT .../policy` for a document typed by the user, or why
 /// it is not a JSON object.
 pub fn policy_body(text: &str) -> Result<String, String> {
-    let raw: Box<serde_json::value::RawValue> =
-        serde_json::from_str(text).map_err(|e| format!("The policy is not valid JSON: {e}."))?;
-    if !raw.get().starts_with('{') {
-        return Err("The policy must be a JSON object.".into());
+    match super::json::parse(text) {
+        Ok(super::json::Json::Obj(_)) => Ok(format!("{{\"policy\":{}}}", text.trim())),
+        Ok(_) => Err("The policy must be a JSON object.".into()),
+        Err(e) => Err(format!("The policy is not valid JSON: {e}.")),
     }
-    Ok(format!("{{\"policy\":{}}}", raw.get()))
 }
 
-#[derive(Debug, Clone, Deserialize)]
 struct ErrorBody {
     code: String,
     message: String,
-    #[serde(default)]
-    details: Details,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-struct Details {
-    #[serde(default)]
     diagnostics: Vec<Problem>,
 }
 
 /// What an error shows of each diagnostic of an `invalid-spec` answer.
-#[derive(Debug, Clone, Deserialize)]
-struct Problem {
-    line: u32,
+pub(super) struct Problem {
+    line: u64,
     severity: String,
     message: String,
+}
+
+impl super::json::FromJson for Problem {
+    fn from_json(j: &super::json::Json) -> Result<Self, super::json::Error> {
+        Ok(Problem {
+            line: j.u64("line")?,
+            severity: j.str("severity")?,
+            message: j.str("message")?,
+        })
+    }
+}
+
+impl super::json::FromJson for ErrorBody {
+    fn from_json(j: &super::json::Json) -> Result<Self, super::json::Error> {
+        let diagnostics = match j.get("details") {
+            Some(d) => d.opt_list("diagnostics")?,
+            None => Vec::new(),
+        };
+        Ok(ErrorBody {
+            code: j.str("code")?,
+            message: j.str("message")?,
+            diagnostics,
+        })
+    }
 }
 
 /// A failed API call, ready to show.
@@ -224,7 +237,7 @@ impl ApiFailure {
     /// From a response's status and body. Bodies that are not the API's
     /// error shape (a proxy's page, say) fall back to the status.
     pub fn from_response(status: u16, body: &str) -> ApiFailure {
-        let Ok(e) = serde_json::from_str::<ErrorBody>(body) else {
+        let Ok(e) = super::json::from_str::<ErrorBody>(body) else {
             return ApiFailure {
                 status,
                 code: "http".into(),
@@ -236,7 +249,6 @@ impl ApiFailure {
             text.push('.');
         }
         for d in e
-            .details
             .diagnostics
             .iter()
             .filter(|d| d.severity == "error")

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::api::{Artifact, Build, ContentTrust};
+use super::json::{self, Error, FromJson, Json};
 
 /// One image of the build, as resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,50 +49,115 @@ pub struct Progress {
     pub content_trust: Option<ContentTrust>,
 }
 
-#[derive(Deserialize)]
 struct StateData {
     state: String,
-    #[serde(default)]
     reason: Option<String>,
-    #[serde(default)]
     attempt: Option<i64>,
 }
 
-#[derive(Deserialize)]
 struct LogData {
     message: String,
 }
 
-#[derive(Deserialize)]
 struct PlanData {
     images: Vec<String>,
 }
 
-#[derive(Deserialize)]
 struct ImageData {
     reference: String,
     digest: String,
-    #[serde(default)]
     cached: bool,
-    #[serde(default)]
     trust: Option<Trust>,
 }
 
-#[derive(Deserialize)]
 struct EndData {
     state: String,
-    #[serde(default)]
     error: Option<String>,
-    #[serde(default)]
     seconds: Option<f64>,
 }
 
-#[derive(Deserialize)]
 struct ArtifactData {
     name: String,
     size: u64,
     sha256: String,
     media_type: String,
+}
+
+impl FromJson for Trust {
+    fn from_json(j: &Json) -> Result<Self, Error> {
+        Ok(Trust {
+            status: j.str("status")?,
+            detail: j.opt_str("detail")?,
+        })
+    }
+}
+
+impl FromJson for StateData {
+    fn from_json(j: &Json) -> Result<Self, Error> {
+        Ok(StateData {
+            state: j.str("state")?,
+            reason: j.opt_str("reason")?,
+            attempt: match j.get("attempt") {
+                None | Some(Json::Null) => None,
+                Some(_) => Some(j.i64("attempt")?),
+            },
+        })
+    }
+}
+
+impl FromJson for LogData {
+    fn from_json(j: &Json) -> Result<Self, Error> {
+        Ok(LogData {
+            message: j.str("message")?,
+        })
+    }
+}
+
+impl FromJson for PlanData {
+    fn from_json(j: &Json) -> Result<Self, Error> {
+        Ok(PlanData {
+            images: j.list("images")?,
+        })
+    }
+}
+
+impl FromJson for ImageData {
+    fn from_json(j: &Json) -> Result<Self, Error> {
+        Ok(ImageData {
+            reference: j.str("reference")?,
+            digest: j.str("digest")?,
+            cached: match j.get("cached") {
+                None => false,
+                Some(_) => j.bool("cached")?,
+            },
+            trust: j.opt("trust")?,
+        })
+    }
+}
+
+impl FromJson for EndData {
+    fn from_json(j: &Json) -> Result<Self, Error> {
+        Ok(EndData {
+            state: j.str("state")?,
+            error: j.opt_str("error")?,
+            seconds: match j.get("seconds") {
+                None | Some(Json::Null) => None,
+                Some(Json::Num(n)) => Some(*n),
+                Some(_) => return Err("`seconds` is not a number".into()),
+            },
+        })
+    }
+}
+
+impl FromJson for ArtifactData {
+    fn from_json(j: &Json) -> Result<Self, Error> {
+        Ok(ArtifactData {
+            name: j.str("name")?,
+            size: j.u64("size")?,
+            sha256: j.str("sha256")?,
+            media_type: j.str("media_type")?,
+        })
+    }
 }
 
 impl Progress {
@@ -165,10 +231,10 @@ impl Progress {
             return;
         }
         self.last_seq = seq;
-        // Typed straight from the text: going through `serde_json::Value`
-        // would link a second deserializer per type into the WASM module.
+        // Read with the small JSON reader: serde's derived readers would
+        // cost the WASM module kilobytes per event type.
         let line = match kind {
-            "state" => match serde_json::from_str::<StateData>(data) {
+            "state" => match json::from_str::<StateData>(data) {
                 Ok(s) => {
                     let mut text = format!("state: {}", s.state);
                     if let Some(a) = s.attempt {
@@ -186,10 +252,10 @@ impl Progress {
                 }
                 Err(_) => format!("state: {data}"),
             },
-            "log" => serde_json::from_str::<LogData>(data)
+            "log" => json::from_str::<LogData>(data)
                 .map(|l| l.message)
                 .unwrap_or_else(|_| data.to_owned()),
-            "plan" => match serde_json::from_str::<PlanData>(data) {
+            "plan" => match json::from_str::<PlanData>(data) {
                 Ok(p) => {
                     for reference in &p.images {
                         if !self.images.iter().any(|i| &i.reference == reference) {
@@ -205,7 +271,7 @@ impl Progress {
                 }
                 Err(_) => format!("plan: {data}"),
             },
-            "image" => match serde_json::from_str::<ImageData>(data) {
+            "image" => match json::from_str::<ImageData>(data) {
                 Ok(i) => {
                     let text = format!("image {} is {}", i.reference, i.digest);
                     let row = ImageRow {
@@ -226,7 +292,7 @@ impl Progress {
                 }
                 Err(_) => format!("image: {data}"),
             },
-            "artifact" => match serde_json::from_str::<ArtifactData>(data) {
+            "artifact" => match json::from_str::<ArtifactData>(data) {
                 Ok(a) => {
                     self.writing = true;
                     let text = format!("wrote {} ({} bytes)", a.name, a.size);
@@ -243,7 +309,7 @@ impl Progress {
                 }
                 Err(_) => format!("artifact: {data}"),
             },
-            "end" => match serde_json::from_str::<EndData>(data) {
+            "end" => match json::from_str::<EndData>(data) {
                 Ok(e) => {
                     let mut text = e.state.clone();
                     if let Some(s) = e.seconds {

@@ -1,14 +1,13 @@
 //! Keeping a draft spec in the URL fragment (`#draft=...`), so a reload or
 //! a shared link restores it. The fragment never reaches the server.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use super::base64::{decode_url, encode_url};
 
 const KEY: &str = "draft=";
 
 /// The fragment (without `#`) that carries `text`.
 pub fn encode(text: &str) -> String {
-    format!("{KEY}{}", URL_SAFE_NO_PAD.encode(text.as_bytes()))
+    format!("{KEY}{}", encode_url(text.as_bytes()))
 }
 
 /// The draft in a fragment (with or without the leading `#`), if it
@@ -18,7 +17,7 @@ pub fn decode(fragment: &str) -> Option<String> {
     let data = fragment
         .split('&')
         .find_map(|part| part.strip_prefix(KEY))?;
-    let bytes = URL_SAFE_NO_PAD.decode(data).ok()?;
+    let bytes = decode_url(data)?;
     String::from_utf8(bytes).ok()
 }
 
@@ -46,7 +45,7 @@ mod tests {
         assert_eq!(decode("#other=1"), None);
         assert_eq!(decode("#draft=!!!"), None);
         assert_eq!(
-            decode(&format!("draft={}", URL_SAFE_NO_PAD.encode([0xff, 0xfe]))),
+            decode(&format!("draft={}", encode_url(&[0xff, 0xfe]))),
             None
         );
     }

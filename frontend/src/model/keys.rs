@@ -1,10 +1,9 @@
 //! The public keys named by a team's trust policy, with the fingerprints
 //! kiln prints for them (`sha256:` + hex of the SubjectPublicKeyInfo DER).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+use super::json::{self, FromJson, Json};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyInfo {
@@ -16,24 +15,36 @@ pub struct KeyInfo {
 }
 
 /// The part of a policy document that names keys.
-#[derive(Deserialize)]
 struct Doc {
-    #[serde(default)]
     org: Vec<Org>,
 }
 
-#[derive(Deserialize)]
 struct Org {
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     public_keys: Vec<String>,
+}
+
+impl FromJson for Org {
+    fn from_json(j: &Json) -> Result<Self, json::Error> {
+        Ok(Org {
+            name: j.opt_str("name")?.unwrap_or_default(),
+            public_keys: j.opt_list("public_keys")?,
+        })
+    }
+}
+
+impl FromJson for Doc {
+    fn from_json(j: &Json) -> Result<Self, json::Error> {
+        Ok(Doc {
+            org: j.opt_list("org")?,
+        })
+    }
 }
 
 /// Every `org[].public_keys` entry of a policy document (JSON text); none
 /// when the text is not such a document.
 pub fn policy_keys(policy: &str) -> Vec<KeyInfo> {
-    let Ok(doc) = serde_json::from_str::<Doc>(policy) else {
+    let Ok(doc) = json::from_str::<Doc>(policy) else {
         return Vec::new();
     };
     doc.org
@@ -57,9 +68,7 @@ pub fn fingerprint(pem: &str) -> Result<String, String> {
         .and_then(|r| r.trim_end().strip_suffix("-----END PUBLIC KEY-----"))
         .ok_or("not a PEM `PUBLIC KEY` block")?;
     let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    let der = STANDARD
-        .decode(b64)
-        .map_err(|e| format!("bad base64 in the PEM: {e}"))?;
+    let der = super::base64::decode_standard(&b64).ok_or("bad base64 in the PEM")?;
     Ok(format!("sha256:{}", hex(&Sha256::digest(&der))))
 }
 

@@ -14,7 +14,9 @@ pub fn size(bytes: u64) -> String {
         scale *= 1024;
         unit += 1;
     }
-    let tenths = (bytes as u128 * 10 + scale / 2) / scale;
+    // At most 10 * u64::MAX / 1024: fits u64 again, whose formatting the
+    // module has anyway (u128's is extra code).
+    let tenths = ((bytes as u128 * 10 + scale / 2) / scale) as u64;
     format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 

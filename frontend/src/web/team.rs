@@ -55,7 +55,7 @@ async fn load(team: &str) -> Result<Data, ApiFailure> {
     Ok(Data {
         members: members.members,
         tokens: tokens.tokens,
-        policy: pretty(policy.policy.get()),
+        policy: pretty(&policy.policy),
         policy_updated: policy.updated_at,
     })
 }
