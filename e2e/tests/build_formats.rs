@@ -180,13 +180,18 @@ fn every_format_is_bit_identical_across_directories_and_times() {
     names.sort();
     let expected: Vec<String> = [
         "-bios.img",
+        // Each UKI and EFI disk (raw or in a container) has its TPM
+        // measurement manifest.
+        "-dynamic-vhd-measurements.json",
         "-dynamic.vhd",
-        // Each UKI and raw EFI disk has its TPM measurement manifest.
         "-efi-measurements.json",
+        "-efi-qcow2-measurements.json",
         "-efi.img",
         "-efi.iso",
         "-efi.qcow2",
         "-measurements.json",
+        "-vhd-measurements.json",
+        "-vmdk-measurements.json",
         ".efi",
         ".iso",
         ".vhd",

@@ -1,5 +1,7 @@
-//! Proof by boot: `kiln build` predicts the PCRs of its `uki` and `raw-efi`
-//! outputs; each boots under QEMU (TCG) + OVMF + a fresh sha256-only swtpm
+//! Proof by boot: `kiln build` predicts the PCRs of its `uki`, `raw-efi`
+//! and `vmdk` outputs (the other disk containers hold the same disk: their
+//! predictions must equal raw-efi's); each boots under QEMU (TCG) + OVMF +
+//! a fresh sha256-only swtpm
 //! (the reference model `qemu-q35-ovmf-nodefaults`), the fixture init
 //! prints the PCRs and the event log, and they must equal the manifest.
 //! Also: `kiln attest verify` on the real logs, the manifests' signatures
@@ -95,7 +97,7 @@ fn built() -> &'static Built {
                 .args([
                     "build",
                     "-f",
-                    "uki,raw-efi",
+                    "uki,raw-efi,qcow2-efi,vhd,dynamic-vhd,vmdk",
                     "--efi-stub",
                     &stub,
                     "--sign-key",
@@ -294,6 +296,59 @@ fn raw_efi_pcrs_equal_the_manifest() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// The containers' manifests: the artifact is the container file, the
+/// disk component and every PCR are the raw-efi disk's. The VMDK boots
+/// through QEMU's vmdk driver.
+#[test]
+fn disk_containers_predict_the_raw_disk_and_the_vmdk_boots_to_it() {
+    use kiln_backend::engine::measure::bank::Bank;
+    use sha2::Digest as _;
+    let built = built();
+    let raw = manifest(&built.a.join(format!("{NAME}-efi-measurements.json")));
+    for (file, format) in [
+        (format!("{NAME}-efi.qcow2"), "qcow2-efi"),
+        (format!("{NAME}.vhd"), "vhd"),
+        (format!("{NAME}-dynamic.vhd"), "dynamic-vhd"),
+        (format!("{NAME}.vmdk"), "vmdk"),
+    ] {
+        let stem = file.replace('.', "-");
+        let m = manifest(&built.a.join(format!("{stem}-measurements.json")));
+        let bytes = std::fs::read(built.a.join(&file)).unwrap();
+        assert_eq!(m.artifact.name, file);
+        assert_eq!(m.artifact.format, format);
+        assert_eq!(m.artifact.size, bytes.len() as u64, "{file}");
+        assert_eq!(
+            m.artifact.digests.get(Bank::Sha256),
+            Some(sha2::Sha256::digest(&bytes).as_slice()),
+            "{file}"
+        );
+        let disk = m.components.disk.as_ref().unwrap();
+        assert_eq!(disk.size, raw.artifact.size, "{file}");
+        assert_eq!(disk.digests, raw.artifact.digests, "{file}");
+        assert_eq!(m.pcrs, raw.pcrs, "{file}");
+        assert!(
+            built
+                .a
+                .join(format!("{stem}-measurements.json.dsse"))
+                .exists(),
+            "{file}"
+        );
+    }
+
+    let manifest_path = built.a.join(format!("{NAME}-vmdk-measurements.json"));
+    let m = manifest(&manifest_path);
+    let scratch = tempfile::tempdir().unwrap();
+    let vmdk = built.a.join(format!("{NAME}.vmdk"));
+    let media: Vec<OsString> = vec![
+        "-drive".into(),
+        format!("if=virtio,format=vmdk,snapshot=on,file={}", vmdk.display()).into(),
+    ];
+    let dump = boot(media, scratch.path());
+    let (log, pcrs) = check_pcrs(&dump, &m, scratch.path());
+    let (code, out) = attest(&manifest_path, &log, &pcrs, Some(&built.public_key));
+    assert_eq!(code, 0, "{out}");
+}
+
 #[test]
 fn same_spec_same_manifests_and_kiln_measure_agrees() {
     let built = built();
@@ -310,6 +365,10 @@ fn same_spec_same_manifests_and_kiln_measure_agrees() {
         (
             format!("{NAME}-efi.img"),
             format!("{NAME}-efi-measurements.json"),
+        ),
+        (
+            format!("{NAME}.vmdk"),
+            format!("{NAME}-vmdk-measurements.json"),
         ),
     ] {
         let m = manifest(&built.a.join(&file));
@@ -355,6 +414,7 @@ fn manifests_validate_against_the_schema() {
     let documents = [
         built.a.join(format!("{NAME}-measurements.json")),
         built.a.join(format!("{NAME}-efi-measurements.json")),
+        built.a.join(format!("{NAME}-vmdk-measurements.json")),
         all_banks,
     ];
     let script = "import json, sys, jsonschema\n\
@@ -377,8 +437,8 @@ fn manifests_validate_against_the_schema() {
             .args(&documents),
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(out.trim(), "valid 3");
-    let m = manifest(&documents[2]);
+    assert_eq!(out.trim(), "valid 4");
+    let m = manifest(&documents[3]);
     assert_eq!(m.banks.len(), 3);
 }
 

@@ -160,6 +160,11 @@ fn format_help() -> String {
     for f in Format::ALL {
         text.push_str(&format!("\n  {:<18} {}", f.name(), f.description()));
     }
+    text.push_str(
+        "\n\nuki, raw-efi, qcow2-efi, vhd, dynamic-vhd and vmdk outputs also get their TPM \
+         measurement manifest, STEM-measurements.json (and .dsse with a signer), the \
+         containers' STEM keeping the extension (boot.vmdk -> boot-vmdk-measurements.json).",
+    );
     text
 }
 

@@ -39,7 +39,8 @@ pub struct Manifest {
 pub struct ArtifactId {
     /// The file name.
     pub name: String,
-    /// The kiln output format: `uki` or `raw-efi`.
+    /// The kiln output format: `uki`, `raw-efi`, `qcow2-efi`, `vhd`,
+    /// `dynamic-vhd` or `vmdk`.
     pub format: String,
     pub size: u64,
     pub digests: Digests,

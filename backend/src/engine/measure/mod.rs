@@ -10,6 +10,7 @@
 pub mod attest;
 pub mod authenticode;
 pub mod bank;
+pub mod container;
 pub mod esp;
 pub mod event;
 pub mod eventlog;
@@ -92,27 +93,62 @@ pub fn measure_disk<R: Read + Seek>(
     uki: &[u8],
     opts: &Options,
 ) -> Result<Manifest, MeasureError> {
-    let banks = opts.banks();
-    disk.seek(SeekFrom::Start(0))?;
-    let mut h = MultiHasher::new(&banks);
+    disk_manifest(name, None, disk, uki, opts)
+}
+
+/// The manifest of a disk container (`format`: `qcow2-efi`, `vhd`, ...)
+/// whose guest disk `disk` boots `uki`: the artifact is the container
+/// `file`, the PCRs and the `disk` component are those of the disk inside.
+pub fn measure_wrapped_disk<F: Read + Seek, R: Read + Seek>(
+    name: &str,
+    format: &str,
+    file: &mut F,
+    disk: &mut R,
+    uki: &[u8],
+    opts: &Options,
+) -> Result<Manifest, MeasureError> {
+    let (size, digests) = hash_all(&opts.banks(), file)?;
+    let artifact = ArtifactId {
+        name: name.to_owned(),
+        format: format.to_owned(),
+        size,
+        digests,
+    };
+    disk_manifest(name, Some(artifact), disk, uki, opts)
+}
+
+fn hash_all<R: Read + Seek>(banks: &[Bank], r: &mut R) -> Result<(u64, Digests), std::io::Error> {
+    r.seek(SeekFrom::Start(0))?;
+    let mut h = MultiHasher::new(banks);
     let mut size = 0u64;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = disk.read(&mut buf)?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
         size += n as u64;
     }
-    let digests = h.finish();
-    let gpt = gpt::gpt_event_data(disk)?;
-    let artifact = ArtifactId {
+    Ok((size, h.finish()))
+}
+
+/// A disk's manifest; without `artifact` the disk is the artifact.
+fn disk_manifest<R: Read + Seek>(
+    name: &str,
+    artifact: Option<ArtifactId>,
+    disk: &mut R,
+    uki: &[u8],
+    opts: &Options,
+) -> Result<Manifest, MeasureError> {
+    let (size, digests) = hash_all(&opts.banks(), disk)?;
+    let artifact = artifact.unwrap_or_else(|| ArtifactId {
         name: name.to_owned(),
         format: "raw-efi".into(),
         size,
         digests: digests.clone(),
-    };
+    });
+    let gpt = gpt::gpt_event_data(disk)?;
     let mut m = predict(artifact, uki, Some(&gpt), opts)?;
     m.components.disk = Some(Component {
         size,

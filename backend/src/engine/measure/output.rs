@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use kiln_signer::Signer;
 
+use super::container::{Container, GuestDisk};
 use super::manifest::Manifest;
 use super::signed::{self, SignedError};
-use super::{measure_disk, measure_uki, MeasureError, Options};
+use super::{measure_disk, measure_uki, measure_wrapped_disk, MeasureError, Options};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -28,13 +29,13 @@ pub enum OutputError {
 pub enum Bootable {
     /// A unified kernel image.
     Uki,
-    /// A GPT disk with an EFI system partition.
-    EfiDisk,
+    /// A GPT disk with an EFI system partition, raw or in a container.
+    EfiDisk(Container),
 }
 
 /// Looks at a file's first bytes: a PE image with a `.linux` section is a
-/// UKI, a raw disk with a GPT is an EFI disk; anything else (including the
-/// disk formats wrapping a raw disk) is not measured.
+/// UKI, a disk (raw, or in a qcow2, VHD or VMDK container) with a GPT is
+/// an EFI disk; anything else is not measured.
 pub fn sniff(path: &Path) -> io::Result<Option<Bootable>> {
     let mut f = File::open(path)?;
     let mut head = vec![0u8; 4096];
@@ -58,18 +59,15 @@ pub fn sniff(path: &Path) -> io::Result<Option<Bootable>> {
             return Ok(None);
         }
     }
-    if head.get(512..520) == Some(b"EFI PART") {
-        // A fixed VHD is the raw disk plus a footer: the raw-efi output
-        // beside it already has the manifest.
-        let len = f.metadata()?.len();
-        let mut footer = [0u8; 8];
-        if len >= 512 {
-            f.seek(SeekFrom::Start(len - 512))?;
-            f.read_exact(&mut footer)?;
-        }
-        return Ok((&footer != b"conectix").then_some(Bootable::EfiDisk));
+    let container = Container::sniff(&mut f)?;
+    let mut disk = GuestDisk::open(f, container)?;
+    if disk.len() < 520 {
+        return Ok(None);
     }
-    Ok(None)
+    let mut gpt = [0u8; 8];
+    disk.seek(SeekFrom::Start(512))?;
+    disk.read_exact(&mut gpt)?;
+    Ok((&gpt == b"EFI PART").then_some(Bootable::EfiDisk(container)))
 }
 
 fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -98,13 +96,20 @@ pub fn measure_file(path: &Path, kind: Bootable, opts: &Options) -> Result<Manif
             let bytes = fs::read(path).map_err(io_err)?;
             measure_uki(&name, &bytes, opts)
         }
-        Bootable::EfiDisk => {
-            let mut f = File::open(path).map_err(io_err)?;
-            let uki = super::esp::boot_loader(&mut f).map_err(|e| OutputError::NoBootLoader {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
-            measure_disk(&name, &mut f, &uki, opts)
+        Bootable::EfiDisk(container) => {
+            let file = File::open(path).map_err(io_err)?;
+            let mut disk = GuestDisk::open(file, container).map_err(io_err)?;
+            let uki =
+                super::esp::boot_loader(&mut disk).map_err(|e| OutputError::NoBootLoader {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+            if container == Container::Raw {
+                measure_disk(&name, &mut disk, &uki, opts)
+            } else {
+                let mut file = File::open(path).map_err(io_err)?;
+                measure_wrapped_disk(&name, container.format(), &mut file, &mut disk, &uki, opts)
+            }
         }
     };
     measured.map_err(|error| OutputError::Measure {
@@ -114,12 +119,19 @@ pub fn measure_file(path: &Path, kind: Bootable, opts: &Options) -> Result<Manif
 }
 
 /// `boot.efi` → `boot-measurements.json`, `boot-efi.img` →
-/// `boot-efi-measurements.json`.
+/// `boot-efi-measurements.json`; the containers keep their extension, so
+/// that `boot.vmdk` and `boot-efi.qcow2` do not take the names of `boot.efi`
+/// and `boot-efi.img`: `boot-vmdk-measurements.json`,
+/// `boot-efi-qcow2-measurements.json`.
 pub fn manifest_path(artifact: &Path) -> PathBuf {
     let stem = artifact
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let stem = match artifact.extension().and_then(|e| e.to_str()) {
+        None | Some("efi" | "img") => stem,
+        Some(ext) => format!("{stem}-{ext}"),
+    };
     artifact.with_file_name(format!("{stem}-measurements.json"))
 }
 
@@ -157,10 +169,9 @@ pub fn write_beside(
     Ok(written)
 }
 
-/// Measures every bootable file among `outputs` (UKIs and raw EFI disks;
-/// others are skipped) and writes each manifest beside it. Returns the
-/// files written. Callers pass the `uki` and `raw-efi` outputs
-/// ([`measured_outputs`]).
+/// Measures every bootable file among `outputs` (UKIs and EFI disks, raw
+/// or in a container; others are skipped) and writes each manifest beside
+/// it. Returns the files written. Callers pass [`measured_outputs`].
 pub fn measure_outputs(
     outputs: &[PathBuf],
     opts: &Options,
@@ -180,9 +191,10 @@ pub fn measure_outputs(
     Ok(written)
 }
 
-/// The outputs of a build that get a manifest: those of `uki` and
-/// `raw-efi` (the other disk formats wrap the raw-efi disk, and ISOs boot
-/// through El Torito, which the reference model does not describe).
+/// The outputs of a build that get a manifest: those of `uki`, `raw-efi`
+/// and the containers around the raw-efi disk (`qcow2-efi`, `vhd`,
+/// `dynamic-vhd`, `vmdk`), not ISOs: they boot through El Torito, which the
+/// reference model does not describe.
 pub fn measured_outputs(
     formats: &[crate::engine::formats::format::Format],
     dir: &Path,
@@ -191,7 +203,53 @@ pub fn measured_outputs(
     use crate::engine::formats::format::Format;
     formats
         .iter()
-        .filter(|f| matches!(f, Format::Uki | Format::RawEfi))
+        .filter(|f| {
+            matches!(
+                f,
+                Format::Uki
+                    | Format::RawEfi
+                    | Format::Qcow2Efi
+                    | Format::Vhd
+                    | Format::DynamicVhd
+                    | Format::Vmdk
+            )
+        })
         .flat_map(|f| f.outputs(dir, name))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::formats::format::Format;
+
+    #[test]
+    fn every_efi_disk_output_gets_a_manifest_of_its_own_name() {
+        let all = [
+            Format::Uki,
+            Format::RawEfi,
+            Format::Qcow2Efi,
+            Format::Vhd,
+            Format::DynamicVhd,
+            Format::Vmdk,
+            Format::IsoEfi,
+            Format::KernelInitrd,
+        ];
+        let outputs = measured_outputs(&all, Path::new("out"), "boot");
+        let manifests: Vec<String> = outputs
+            .iter()
+            .map(|p| manifest_path(p).display().to_string())
+            .collect();
+        assert_eq!(
+            manifests,
+            [
+                "out/boot-measurements.json",
+                "out/boot-efi-measurements.json",
+                "out/boot-efi-qcow2-measurements.json",
+                "out/boot-vhd-measurements.json",
+                "out/boot-dynamic-vhd-measurements.json",
+                "out/boot-vmdk-measurements.json",
+            ]
+        );
+    }
 }

@@ -986,7 +986,7 @@ struct Resolved {
 }
 
 /// The team's signer when the build writes measurement manifests (`uki`,
-/// `raw-efi`): they are signed as `NAME-measurements.json.dsse` with the
+/// an EFI disk): they are signed as `NAME-measurements.json.dsse` with the
 /// key releases are signed with.
 async fn measurement_signer(
     app: &AppState,
