@@ -184,6 +184,7 @@ fn every_format_is_bit_identical_across_directories_and_times() {
         // measurement manifest.
         "-dynamic-vhd-measurements.json",
         "-dynamic.vhd",
+        "-efi-iso-measurements.json",
         "-efi-measurements.json",
         "-efi-qcow2-measurements.json",
         "-efi.img",

@@ -1,7 +1,7 @@
-//! Proof by boot: `kiln build` predicts the PCRs of its `uki`, `raw-efi`
-//! and `vmdk` outputs (the other disk containers hold the same disk: their
-//! predictions must equal raw-efi's); each boots under QEMU (TCG) + OVMF +
-//! a fresh sha256-only swtpm
+//! Proof by boot: `kiln build` predicts the PCRs of its `uki`, `raw-efi`,
+//! `vmdk` and `iso-efi` (as a CD-ROM) outputs (the other disk containers
+//! hold the same disk: their predictions must equal raw-efi's); each boots
+//! under QEMU (TCG) + OVMF + a fresh sha256-only swtpm
 //! (the reference model `qemu-q35-ovmf-nodefaults`), the fixture init
 //! prints the PCRs and the event log, and they must equal the manifest.
 //! Also: `kiln attest verify` on the real logs, the manifests' signatures
@@ -97,7 +97,7 @@ fn built() -> &'static Built {
                 .args([
                     "build",
                     "-f",
-                    "uki,raw-efi,qcow2-efi,vhd,dynamic-vhd,vmdk",
+                    "uki,raw-efi,qcow2-efi,vhd,dynamic-vhd,vmdk,iso-efi",
                     "--efi-stub",
                     &stub,
                     "--sign-key",
@@ -349,6 +349,46 @@ fn disk_containers_predict_the_raw_disk_and_the_vmdk_boots_to_it() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// The `iso-efi` image booted as a CD-ROM (AHCI): firmware loads the UKI
+/// from the El Torito EFI image and measures no GPT, so every PCR is the
+/// `uki`'s; the artifact is the ISO.
+#[test]
+fn iso_efi_booted_as_a_cd_predicts_the_uki_pcrs() {
+    use kiln_backend::engine::measure::bank::Bank;
+    use sha2::Digest as _;
+    let built = built();
+    let file = format!("{NAME}-efi.iso");
+    let manifest_path = built.a.join(format!("{NAME}-efi-iso-measurements.json"));
+    let m = manifest(&manifest_path);
+    let bytes = std::fs::read(built.a.join(&file)).unwrap();
+    assert_eq!(m.artifact.name, file);
+    assert_eq!(m.artifact.format, "iso-efi");
+    assert_eq!(
+        m.artifact.digests.get(Bank::Sha256),
+        Some(sha2::Sha256::digest(&bytes).as_slice())
+    );
+    let uki = manifest(&built.a.join(format!("{NAME}-measurements.json")));
+    assert_eq!(m.pcrs, uki.pcrs);
+    assert_eq!(m.pcr(5).unwrap().events.len(), 3, "no GPT event");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let iso = built.a.join(&file);
+    let media: Vec<OsString> = vec![
+        "-drive".into(),
+        format!(
+            "if=none,id=cd,media=cdrom,format=raw,readonly=on,file={}",
+            iso.display()
+        )
+        .into(),
+        "-device".into(),
+        "ide-cd,drive=cd,bus=ide.0".into(),
+    ];
+    let dump = boot(media, scratch.path());
+    let (log, pcrs) = check_pcrs(&dump, &m, scratch.path());
+    let (code, out) = attest(&manifest_path, &log, &pcrs, Some(&built.public_key));
+    assert_eq!(code, 0, "{out}");
+}
+
 #[test]
 fn same_spec_same_manifests_and_kiln_measure_agrees() {
     let built = built();
@@ -369,6 +409,10 @@ fn same_spec_same_manifests_and_kiln_measure_agrees() {
         (
             format!("{NAME}.vmdk"),
             format!("{NAME}-vmdk-measurements.json"),
+        ),
+        (
+            format!("{NAME}-efi.iso"),
+            format!("{NAME}-efi-iso-measurements.json"),
         ),
     ] {
         let m = manifest(&built.a.join(&file));
@@ -415,6 +459,7 @@ fn manifests_validate_against_the_schema() {
         built.a.join(format!("{NAME}-measurements.json")),
         built.a.join(format!("{NAME}-efi-measurements.json")),
         built.a.join(format!("{NAME}-vmdk-measurements.json")),
+        built.a.join(format!("{NAME}-efi-iso-measurements.json")),
         all_banks,
     ];
     let script = "import json, sys, jsonschema\n\
@@ -437,8 +482,8 @@ fn manifests_validate_against_the_schema() {
             .args(&documents),
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
-    assert_eq!(out.trim(), "valid 4");
-    let m = manifest(&documents[3]);
+    assert_eq!(out.trim(), "valid 5");
+    let m = manifest(&documents[4]);
     assert_eq!(m.banks.len(), 3);
 }
 

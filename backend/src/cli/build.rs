@@ -161,7 +161,7 @@ fn format_help() -> String {
         text.push_str(&format!("\n  {:<18} {}", f.name(), f.description()));
     }
     text.push_str(
-        "\n\nuki, raw-efi, qcow2-efi, vhd, dynamic-vhd and vmdk outputs also get their TPM \
+        "\n\nuki, raw-efi, qcow2-efi, vhd, dynamic-vhd, vmdk and iso-efi outputs also get their TPM \
          measurement manifest, STEM-measurements.json (and .dsse with a signer), the \
          containers' STEM keeping the extension (boot.vmdk -> boot-vmdk-measurements.json).",
     );

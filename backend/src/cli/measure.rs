@@ -92,7 +92,7 @@ fn measure(args: &Args) -> Result<(), (u8, String)> {
             (
                 exit::INVALID,
                 format!(
-                    "{}: neither a UKI (a PE image with a .linux section) nor a GPT disk image, raw or in a qcow2, VHD or VMDK container (measure the uki or an EFI disk output)",
+                    "{}: neither a UKI (a PE image with a .linux section) nor a GPT disk image (raw or in a qcow2, VHD or VMDK container) nor an ISO with an El Torito EFI image",
                     args.artifact.display()
                 ),
             )

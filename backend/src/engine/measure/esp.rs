@@ -88,10 +88,16 @@ pub fn boot_loader<R: Read + Seek>(disk: &mut R) -> Result<Vec<u8>, EspError> {
     if last < first {
         return Err(EspError::NoEsp);
     }
+    loader_in(disk, first * SECTOR, (last - first + 1) * SECTOR)
+}
+
+/// The bytes of `EFI/BOOT/BOOTX64.EFI` on the FAT volume of `len` bytes
+/// at `start`.
+pub fn loader_in<R: Read + Seek>(disk: &mut R, start: u64, len: u64) -> Result<Vec<u8>, EspError> {
     let window = Window {
         inner: disk,
-        start: first * SECTOR,
-        len: (last - first + 1) * SECTOR,
+        start,
+        len,
         pos: 0,
     };
     let fs = fatfs::FileSystem::new(window, fatfs::FsOptions::new()).map_err(EspError::Fat)?;

@@ -40,7 +40,7 @@ pub struct ArtifactId {
     /// The file name.
     pub name: String,
     /// The kiln output format: `uki`, `raw-efi`, `qcow2-efi`, `vhd`,
-    /// `dynamic-vhd` or `vmdk`.
+    /// `dynamic-vhd`, `vmdk` or `iso-efi`.
     pub format: String,
     pub size: u64,
     pub digests: Digests,

@@ -11,6 +11,7 @@ pub mod attest;
 pub mod authenticode;
 pub mod bank;
 pub mod container;
+pub mod eltorito;
 pub mod esp;
 pub mod event;
 pub mod eventlog;
@@ -115,6 +116,25 @@ pub fn measure_wrapped_disk<F: Read + Seek, R: Read + Seek>(
         digests,
     };
     disk_manifest(name, Some(artifact), disk, uki, opts)
+}
+
+/// The manifest of an `iso-efi` image booted as a CD-ROM, whose El Torito
+/// EFI image boots `uki`: as the UKI's, with the ISO as the artifact (no
+/// GPT is measured).
+pub fn measure_iso<F: Read + Seek>(
+    name: &str,
+    file: &mut F,
+    uki: &[u8],
+    opts: &Options,
+) -> Result<Manifest, MeasureError> {
+    let (size, digests) = hash_all(&opts.banks(), file)?;
+    let artifact = ArtifactId {
+        name: name.to_owned(),
+        format: "iso-efi".into(),
+        size,
+        digests,
+    };
+    predict(artifact, uki, None, opts)
 }
 
 fn hash_all<R: Read + Seek>(banks: &[Bank], r: &mut R) -> Result<(u64, Digests), std::io::Error> {

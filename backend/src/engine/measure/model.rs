@@ -16,7 +16,7 @@ pub const ASSUMPTIONS: &[&str] = &[
     "Secure Boot off: SecureBoot = 0, PK, KEK, db and dbx empty",
     "the artifact boots as the first boot option (EFI/BOOT/BOOTX64.EFI, removable-media path): no boot option failed before it, no firmware load options",
     "TPM 2.0 through tpm-tis (swtpm); PCR 0 (firmware) and PCR 1 (boot variables) are firmware and VM specific and not predicted",
-    "a raw-efi disk's primary GPT is measured into PCR 5; a uki is started from media without a GPT (e.g. QEMU vvfat)",
+    "an EFI disk's (raw-efi, or qcow2-efi, vhd, dynamic-vhd, vmdk around it) primary GPT is measured into PCR 5; a uki is started from media without a GPT (e.g. QEMU vvfat); an iso-efi boots as a CD-ROM through its El Torito EFI image, no GPT measured",
     "the UKI's systemd-stub loads the kernel from its .linux section with LoadImage, so the firmware measures both images into PCR 4",
 ];
 

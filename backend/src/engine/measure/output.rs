@@ -10,7 +10,7 @@ use kiln_signer::Signer;
 use super::container::{Container, GuestDisk};
 use super::manifest::Manifest;
 use super::signed::{self, SignedError};
-use super::{measure_disk, measure_uki, measure_wrapped_disk, MeasureError, Options};
+use super::{measure_disk, measure_iso, measure_uki, measure_wrapped_disk, MeasureError, Options};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -18,7 +18,7 @@ pub enum OutputError {
     Io { path: PathBuf, error: io::Error },
     #[error("{}: {error}", path.display())]
     Measure { path: PathBuf, error: MeasureError },
-    #[error("{}: cannot read EFI/BOOT/BOOTX64.EFI from the disk's EFI system partition: {message}", path.display())]
+    #[error("{}: cannot read EFI/BOOT/BOOTX64.EFI from the EFI system partition or El Torito image: {message}", path.display())]
     NoBootLoader { path: PathBuf, message: String },
     #[error("{}: signing the manifest: {error}", path.display())]
     Sign { path: PathBuf, error: SignedError },
@@ -31,6 +31,9 @@ pub enum Bootable {
     Uki,
     /// A GPT disk with an EFI system partition, raw or in a container.
     EfiDisk(Container),
+    /// An ISO 9660 image with an El Torito EFI boot image, booted as a
+    /// CD-ROM.
+    EfiIso,
 }
 
 /// Looks at a file's first bytes: a PE image with a `.linux` section is a
@@ -49,15 +52,12 @@ pub fn sniff(path: &Path) -> io::Result<Option<Bootable>> {
             .unwrap_or(false);
         return Ok(uki.then_some(Bootable::Uki));
     }
-    // A hybrid ISO may carry a GPT too, but firmware boots it through El
-    // Torito, which this model does not describe.
-    if f.metadata()?.len() > 0x8006 {
-        let mut iso = [0u8; 5];
-        f.seek(SeekFrom::Start(0x8001))?;
-        f.read_exact(&mut iso)?;
-        if &iso == b"CD001" {
-            return Ok(None);
-        }
+    // A hybrid ISO may carry a GPT too, but it is measured as a CD-ROM:
+    // through El Torito's EFI entry, or not at all (BIOS only).
+    if super::eltorito::is_iso(&mut f)? {
+        return Ok(super::eltorito::efi_image(&mut f)
+            .is_ok()
+            .then_some(Bootable::EfiIso));
     }
     let container = Container::sniff(&mut f)?;
     let mut disk = GuestDisk::open(f, container)?;
@@ -110,6 +110,19 @@ pub fn measure_file(path: &Path, kind: Bootable, opts: &Options) -> Result<Manif
                 let mut file = File::open(path).map_err(io_err)?;
                 measure_wrapped_disk(&name, container.format(), &mut file, &mut disk, &uki, opts)
             }
+        }
+        Bootable::EfiIso => {
+            let mut file = File::open(path).map_err(io_err)?;
+            let uki = super::eltorito::efi_image(&mut file)
+                .map_err(|e| e.to_string())
+                .and_then(|(start, len)| {
+                    super::esp::loader_in(&mut file, start, len).map_err(|e| e.to_string())
+                })
+                .map_err(|message| OutputError::NoBootLoader {
+                    path: path.to_owned(),
+                    message,
+                })?;
+            measure_iso(&name, &mut file, &uki, opts)
         }
     };
     measured.map_err(|error| OutputError::Measure {
@@ -169,8 +182,8 @@ pub fn write_beside(
     Ok(written)
 }
 
-/// Measures every bootable file among `outputs` (UKIs and EFI disks, raw
-/// or in a container; others are skipped) and writes each manifest beside
+/// Measures every bootable file among `outputs` (UKIs, EFI disks raw or
+/// in a container, EFI ISOs; others are skipped) and writes each manifest beside
 /// it. Returns the files written. Callers pass [`measured_outputs`].
 pub fn measure_outputs(
     outputs: &[PathBuf],
@@ -191,10 +204,10 @@ pub fn measure_outputs(
     Ok(written)
 }
 
-/// The outputs of a build that get a manifest: those of `uki`, `raw-efi`
-/// and the containers around the raw-efi disk (`qcow2-efi`, `vhd`,
-/// `dynamic-vhd`, `vmdk`), not ISOs: they boot through El Torito, which the
-/// reference model does not describe.
+/// The outputs of a build that get a manifest: those of `uki`, `raw-efi`,
+/// the containers around the raw-efi disk (`qcow2-efi`, `vhd`,
+/// `dynamic-vhd`, `vmdk`) and `iso-efi` (booted as a CD-ROM); not
+/// `iso-bios`/`raw-bios`, which boot through BIOS.
 pub fn measured_outputs(
     formats: &[crate::engine::formats::format::Format],
     dir: &Path,
@@ -212,6 +225,7 @@ pub fn measured_outputs(
                     | Format::Vhd
                     | Format::DynamicVhd
                     | Format::Vmdk
+                    | Format::IsoEfi
             )
         })
         .flat_map(|f| f.outputs(dir, name))
@@ -249,6 +263,7 @@ mod tests {
                 "out/boot-vhd-measurements.json",
                 "out/boot-dynamic-vhd-measurements.json",
                 "out/boot-vmdk-measurements.json",
+                "out/boot-efi-iso-measurements.json",
             ]
         );
     }
