@@ -10,21 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use service_common::start;
+use service_common::{noise, start};
 use store_common::TestImage;
-
-/// Incompressible bytes, so gzip has real work to do.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 fn has_data(dir: &Path) -> bool {
     std::fs::read_dir(dir)

@@ -7,21 +7,8 @@ mod service_common;
 mod store_common;
 
 use serde_json::{json, Value};
-use service_common::start;
+use service_common::{noise, start};
 use store_common::TestImage;
-
-/// Incompressible bytes, so the write takes long enough to overlap.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_builds_submitted_together_are_written_once() {

@@ -349,6 +349,19 @@ pub fn image_spec(registry: &str) -> String {
     format!("onboot:\n  - name: x\n    image: {registry}/kiln/never:1\n")
 }
 
+/// Incompressible bytes, so gzip has real work to do.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
