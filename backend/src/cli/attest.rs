@@ -15,7 +15,7 @@ use kiln_backend::engine::measure::signed;
 use kiln_signer::dsse::Envelope;
 use kiln_signer::PublicKey;
 
-use super::exit;
+use super::exit::{self, usage, Failure};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -62,19 +62,7 @@ struct VerifyArgs {
 
 pub fn run(args: Args) -> u8 {
     let Command::Verify(args) = args.command;
-    match verify(&args) {
-        Ok(code) => code,
-        Err((code, message)) => {
-            eprintln!("kiln: {message}");
-            code
-        }
-    }
-}
-
-type Failure = (u8, String);
-
-fn usage(m: impl std::fmt::Display) -> Failure {
-    (exit::USAGE, m.to_string())
+    exit::report(verify(&args))
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {

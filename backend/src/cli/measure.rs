@@ -66,13 +66,7 @@ impl SignerArgs {
 }
 
 pub fn run(args: Args) -> u8 {
-    match measure(&args) {
-        Ok(()) => exit::OK,
-        Err((code, message)) => {
-            eprintln!("kiln: {message}");
-            code
-        }
-    }
+    exit::report(measure(&args).map(|()| exit::OK))
 }
 
 fn measure(args: &Args) -> Result<(), (u8, String)> {

@@ -59,6 +59,25 @@ pub(crate) mod exit {
     pub const INVALID: u8 = 1;
     /// Bad usage, or a file could not be read.
     pub const USAGE: u8 = 2;
+
+    /// A subcommand's failure: its exit code and the message to print.
+    pub type Failure = (u8, String);
+
+    pub fn usage(e: impl std::fmt::Display) -> Failure {
+        (USAGE, e.to_string())
+    }
+
+    pub fn failed(e: impl std::fmt::Display) -> Failure {
+        (INVALID, e.to_string())
+    }
+
+    /// Prints a failure's message and gives the exit code to return.
+    pub fn report(result: Result<u8, Failure>) -> u8 {
+        result.unwrap_or_else(|(code, message)| {
+            eprintln!("kiln: {message}");
+            code
+        })
+    }
 }
 
 pub fn run() -> ExitCode {

@@ -11,7 +11,7 @@ use kiln_signer::bundle::Bundle;
 use kiln_signer::dsse::{Statement, INTOTO_PAYLOAD_TYPE};
 use kiln_signer::Signer;
 
-use super::exit;
+use super::exit::{self, failed, usage, Failure};
 use super::verify::{runtime, RegistryArgs};
 
 /// Publish a build directory to a registry as a signed release.
@@ -45,23 +45,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> u8 {
-    match run_publish(&args) {
-        Ok(()) => exit::OK,
-        Err((code, message)) => {
-            eprintln!("kiln: {message}");
-            code
-        }
-    }
-}
-
-type Failure = (u8, String);
-
-fn usage(e: impl std::fmt::Display) -> Failure {
-    (exit::USAGE, e.to_string())
-}
-
-fn failed(e: impl std::fmt::Display) -> Failure {
-    (exit::INVALID, e.to_string())
+    exit::report(run_publish(&args).map(|()| exit::OK))
 }
 
 fn run_publish(args: &Args) -> Result<(), Failure> {

@@ -11,7 +11,7 @@ use kiln_signer::simple_signing::SimpleSigning;
 use kiln_signer::verify::signature_tag;
 use kiln_signer::PrivateKey;
 
-use super::exit;
+use super::exit::{self, failed, usage, Failure};
 use super::verify::{resolve_digest, runtime, RegistryArgs};
 
 /// Sign an image in its registry, as cosign does.
@@ -35,23 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> u8 {
-    match sign(&args) {
-        Ok(()) => exit::OK,
-        Err((code, message)) => {
-            eprintln!("kiln: {message}");
-            code
-        }
-    }
-}
-
-type Failure = (u8, String);
-
-fn usage(e: impl std::fmt::Display) -> Failure {
-    (exit::USAGE, e.to_string())
-}
-
-fn failed(e: impl std::fmt::Display) -> Failure {
-    (exit::INVALID, e.to_string())
+    exit::report(sign(&args).map(|()| exit::OK))
 }
 
 fn sign(args: &Args) -> Result<(), Failure> {

@@ -13,7 +13,7 @@ use kiln_signer::keys::{
 };
 use kiln_signer::{InProcessSigner, Password, PrivateKey, PublicKey, Signer};
 
-use super::exit;
+use super::exit::{self, usage, Failure};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -132,19 +132,7 @@ pub fn run(command: Command) -> u8 {
         Command::SignBlob(a) => sign_blob(a),
         Command::VerifyBlob(a) => verify_blob(a),
     };
-    match result {
-        Ok(code) => code,
-        Err((code, message)) => {
-            eprintln!("kiln: {message}");
-            code
-        }
-    }
-}
-
-type Failure = (u8, String);
-
-fn usage(e: impl std::fmt::Display) -> Failure {
-    (exit::USAGE, e.to_string())
+    exit::report(result)
 }
 
 fn load_key(path: &Path) -> Result<PrivateKey, Failure> {
