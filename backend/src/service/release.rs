@@ -95,19 +95,14 @@ pub async fn of_build(app: &AppState, id: &str) -> Result<Release, ReleaseError>
         .await
         .map_err(internal)?;
 
-    let rows =
-        sqlx::query("SELECT name, size, sha256 FROM artifacts WHERE build_id = $1 ORDER BY name")
-            .bind(id)
-            .fetch_all(&app.db)
-            .await
-            .map_err(|e| internal(format!("reading the artifacts: {e}")))?;
+    let recorded_artifacts = jobs::artifacts_of(app, id)
+        .await
+        .map_err(|e| internal(format!("reading the artifacts: {e}")))?;
     let mut subjects = Vec::new();
     let mut outputs = Vec::new();
     let mut measurements = Vec::new();
-    for r in &rows {
-        let file_name: String = r.get(0);
-        let size = r.get::<i64, _>(1) as u64;
-        let sha256: String = r.get(2);
+    for a in recorded_artifacts {
+        let (file_name, size, sha256) = (a.name, a.size, a.sha256);
         let path = jobs::artifact_path(&app.cfg.home, &sha256);
         subjects.push(Artifact {
             path: PathBuf::from(&file_name),

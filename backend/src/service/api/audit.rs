@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use super::error::{list_limit, ApiError, ApiPath, ApiQuery, ErrorBody};
 use crate::service::auth::{Caller, Role};
 use crate::service::db::rfc3339;
 use crate::service::AppState;
@@ -56,10 +56,7 @@ pub async fn team_audit(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
     caller.require(&team, Role::Admin)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("`limit` is 1-1000"));
-    }
+    let limit = list_limit(q.limit, 100, 1000)?;
     let rows = sqlx::query(
         "SELECT id, at, actor, action, target, detail FROM audit_log \
          WHERE team = $1 AND id > $2 ORDER BY id LIMIT $3",

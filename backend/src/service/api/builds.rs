@@ -18,7 +18,7 @@ use sqlx::Row;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use super::error::{list_limit, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use super::validate::{check_spec_size, invalid_spec};
 use crate::engine::formats::format::Format;
 use crate::engine::measure::bank::Bank;
@@ -279,23 +279,15 @@ async fn visible(app: &AppState, caller: &Caller, id: &str) -> Result<Build, Api
 }
 
 async fn artifact_rows(app: &AppState, id: &str) -> Result<Vec<ArtifactInfo>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT name, size, sha256, media_type FROM artifacts WHERE build_id = $1 ORDER BY name",
-    )
-    .bind(id)
-    .fetch_all(&app.db)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let name: String = r.get(0);
-            ArtifactInfo {
-                url: format!("/api/v1/builds/{id}/artifacts/{name}"),
-                name,
-                size: r.get::<i64, _>(1) as u64,
-                sha256: r.get(2),
-                media_type: r.get(3),
-            }
+    Ok(jobs::artifacts_of(app, id)
+        .await?
+        .into_iter()
+        .map(|o| ArtifactInfo {
+            url: format!("/api/v1/builds/{id}/artifacts/{}", o.name),
+            name: o.name,
+            size: o.size,
+            sha256: o.sha256,
+            media_type: o.media_type,
         })
         .collect())
 }
@@ -455,20 +447,13 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<BuildList>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("`limit` is 1-200"));
-    }
+    let limit = list_limit(q.limit, 50, 200)?;
     if let Some(s) = &q.state {
         if !["queued", "running", "succeeded", "failed", "cancelled"].contains(&s.as_str()) {
             return Err(ApiError::bad_request(format!("no build state `{s}`")));
         }
     }
-    let teams: Vec<String> = match &q.team {
-        Some(t) if caller.sees(t) => vec![t.clone()],
-        Some(_) => Vec::new(),
-        None => caller.team_names(),
-    };
+    let teams = caller.listed_teams(q.team.as_deref());
     if teams.is_empty() {
         return Ok(Json(BuildList { builds: Vec::new() }));
     }

@@ -165,3 +165,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|e: QueryRejection| ApiError::bad_request(e.body_text()))
     }
 }
+
+/// A list query's `limit`: `default` when absent, else 1 to `max`.
+pub fn list_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request(format!("`limit` is 1-{max}")))
+    }
+}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use super::error::{list_limit, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::engine::publish::{self, PublishError};
 use crate::engine::reference::Reference;
 use crate::service::auth::{Caller, Role};
@@ -429,15 +429,8 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ReleaseQuery>,
 ) -> Result<Json<ReleaseList>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("`limit` is 1-200"));
-    }
-    let teams: Vec<String> = match &q.team {
-        Some(t) if caller.sees(t) => vec![t.clone()],
-        Some(_) => Vec::new(),
-        None => caller.team_names(),
-    };
+    let limit = list_limit(q.limit, 50, 200)?;
+    let teams = caller.listed_teams(q.team.as_deref());
     if teams.is_empty() {
         return Ok(Json(ReleaseList {
             releases: Vec::new(),

@@ -135,8 +135,15 @@ impl Caller {
         self.role_in(team).is_some()
     }
 
-    pub fn team_names(&self) -> Vec<String> {
-        self.teams.iter().map(|(t, _)| t.clone()).collect()
+    /// The teams a list answer covers: `only`, when given and seen (else
+    /// none, so an unknown team lists nothing rather than leaking that it
+    /// exists), or every team of the caller.
+    pub fn listed_teams(&self, only: Option<&str>) -> Vec<String> {
+        match only {
+            Some(t) if self.sees(t) => vec![t.to_owned()],
+            Some(_) => Vec::new(),
+            None => self.teams.iter().map(|(t, _)| t.clone()).collect(),
+        }
     }
 }
 

@@ -208,15 +208,23 @@ fn hostname() -> String {
 
 /// Whether the worker that claimed a build is gone: a process of this host
 /// that no longer exists, or any worker silent for longer than `timeout`.
-fn worker_is_dead(worker: Option<&str>, heartbeat_at: Option<i64>, now: i64, timeout: i64) -> bool {
+/// `this_worker` is the caller's own id, whose host part names this host.
+fn worker_is_dead(
+    worker: Option<&str>,
+    heartbeat_at: Option<i64>,
+    now: i64,
+    timeout: i64,
+    this_worker: &str,
+) -> bool {
     if heartbeat_at.is_none_or(|at| now - at > timeout) {
         return true;
     }
     let Some((host, rest)) = worker.and_then(|w| w.split_once(':')) else {
         return true;
     };
+    let this_host = this_worker.split(':').next().unwrap_or_default();
     let pid = rest.split(':').next().unwrap_or("");
-    host == hostname() && pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists()
+    host == this_host && pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists()
 }
 
 /// Builds whose worker died: queued again while attempts remain, failed
@@ -241,6 +249,7 @@ pub async fn recover(app: &AppState) -> Result<usize, sqlx::Error> {
             heartbeat_at,
             now,
             app.cfg.heartbeat_timeout_secs,
+            &app.jobs.worker_id,
         ) {
             continue;
         }
@@ -908,12 +917,7 @@ async fn across_processes(
         };
         if leader == job.id {
             // Left by this build's own earlier attempt.
-            sqlx::query("DELETE FROM flights WHERE key = $1 AND build_id = $2")
-                .bind(key)
-                .bind(&leader)
-                .execute(&app.db)
-                .await
-                .map_err(db_error)?;
+            leave_flight(app, key, &leader).await.map_err(db_error)?;
             continue;
         }
         if announced.as_ref() != Some(&leader) {
@@ -941,12 +945,7 @@ async fn across_processes(
                 // Failed, cancelled, or queued again after its worker died:
                 // its row (if any is left) no longer stands for a write.
                 _ => {
-                    sqlx::query("DELETE FROM flights WHERE key = $1 AND build_id = $2")
-                        .bind(key)
-                        .bind(&leader)
-                        .execute(&app.db)
-                        .await
-                        .map_err(db_error)?;
+                    leave_flight(app, key, &leader).await.map_err(db_error)?;
                     break;
                 }
             }
@@ -954,8 +953,18 @@ async fn across_processes(
     }
 }
 
-/// The artifacts a finished build recorded.
-async fn artifacts_of(app: &AppState, build_id: &str) -> Result<Vec<Output>, sqlx::Error> {
+/// Drops `build_id`'s claim on the flight `key`, if it still holds it.
+async fn leave_flight(app: &AppState, key: &str, build_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM flights WHERE key = $1 AND build_id = $2")
+        .bind(key)
+        .bind(build_id)
+        .execute(&app.db)
+        .await
+        .map(drop)
+}
+
+/// The artifacts a finished build recorded, by name.
+pub async fn artifacts_of(app: &AppState, build_id: &str) -> Result<Vec<Output>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT name, size, sha256, media_type FROM artifacts WHERE build_id = $1 ORDER BY name",
     )
