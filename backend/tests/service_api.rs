@@ -303,7 +303,15 @@ async fn cancel_running_and_queued_builds() {
     assert_eq!(running.status, 202, "{running:?}");
     let running = running.body["id"].as_str().unwrap().to_owned();
     s.wait_state(&s.admin, &running, &["running"]).await;
-    // The only worker is busy: this one waits in the queue.
+    // On PostgreSQL a second worker process has a free slot: fill it too.
+    if s.workers.is_some() {
+        let busy = s
+            .submit(&s.admin, json!({"spec": spec, "name": "busy"}))
+            .await;
+        let busy = busy.body["id"].as_str().unwrap().to_owned();
+        s.wait_state(&s.admin, &busy, &["running"]).await;
+    }
+    // Every worker is busy: this one waits in the queue.
     let queued = s.submit(&s.admin, json!({"spec": spec, "name": "q"})).await;
     let queued = queued.body["id"].as_str().unwrap().to_owned();
     let metrics = String::from_utf8(s.get("/metrics", "").await.bytes).unwrap();
